@@ -1,0 +1,271 @@
+"""OTLP: encoding finished spans and sending them over OTLP/HTTP.
+
+:func:`encode_spans` builds an ``ExportTraceServiceRequest`` (one resource,
+scope ``traceway``) from :class:`FinishedSpan` values.  Besides a span's own
+attributes it writes ``traceway.span.type`` and, when present,
+``traceway.span.inputs`` / ``traceway.span.outputs`` (JSON text).
+
+:class:`OtlpHttpExporter` POSTs gzip-compressed protobuf to an endpoint such
+as ``http://localhost:5000/v1/traces`` (see :func:`traces_url`), one request per
+experiment, naming it in the ``x-traceway-experiment`` header and the
+``traceway.experiment`` resource attribute.  Connection failures and 429 / 502 /
+503 / 504 answers are retried with bounded exponential backoff, then the batch
+is dropped.  While the endpoint stays unreachable the exporter logs one warning,
+tries each later batch once (connecting before encoding, so a dead server
+costs almost nothing), and logs once more when delivery resumes::
+
+    exporter = OtlpHttpExporter(traces_url("http://localhost:5000"), experiment="gateway")
+    processor = BatchProcessor(exporter)
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import platform
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+from traceway.tracing import semconv
+from traceway.tracing._http import HttpResponse, HttpTransport
+from traceway.tracing._internal import logger
+from traceway.tracing.serialize import to_json
+from traceway.tracing.span import FinishedSpan
+
+__all__ = ["OtlpHttpExporter", "default_resource_attributes", "encode_spans", "traces_url"]
+
+_STATUS: Final = {
+    "UNSET": Status.STATUS_CODE_UNSET,
+    "OK": Status.STATUS_CODE_OK,
+    "ERROR": Status.STATUS_CODE_ERROR,
+}
+_INTERNAL: Final = PbSpan.SPAN_KIND_INTERNAL
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
+
+
+def traces_url(tracking_uri: str) -> str:
+    """The OTLP traces endpoint of a tracking server: ``{uri}/v1/traces``."""
+    return f"{tracking_uri.rstrip('/')}/v1/traces"
+
+
+def default_resource_attributes(service_name: str | None = None) -> dict[str, Any]:
+    """``service.name`` (``OTEL_SERVICE_NAME`` or ``unknown_service``) and SDK identity."""
+    return {
+        "service.name": service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_service",
+        "telemetry.sdk.name": "traceway",
+        "telemetry.sdk.language": "python",
+        "process.runtime.version": platform.python_version(),
+    }
+
+
+def encode_spans(
+    spans: Sequence[FinishedSpan], resource_attributes: Mapping[str, Any]
+) -> ExportTraceServiceRequest:
+    """One OTLP request holding ``spans`` under a single resource."""
+    # Messages are filled in place: passing sub-messages to constructors copies them,
+    # which made encoding several times slower.
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    _fill_attributes(resource_spans.resource.attributes, resource_attributes)
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name = "traceway"
+    add_span = scope_spans.spans.add
+    for span in spans:
+        _fill_span(add_span(), span)
+    return request
+
+
+def _fill_span(message: PbSpan, span: FinishedSpan) -> None:
+    message.trace_id = bytes.fromhex(span.trace_id)
+    message.span_id = bytes.fromhex(span.span_id)
+    if span.parent_span_id:
+        message.parent_span_id = bytes.fromhex(span.parent_span_id)
+    message.name = span.name
+    message.kind = _INTERNAL
+    message.start_time_unix_nano = span.start_time_ns
+    message.end_time_unix_nano = span.end_time_ns
+    attributes = message.attributes
+    if span.attributes:
+        _fill_attributes(attributes, span.attributes)
+    _fill_string(attributes.add(), semconv.SPAN_TYPE, span.span_type)
+    if span.inputs is not None:
+        _fill_string(attributes.add(), semconv.SPAN_INPUTS, span.inputs)
+    if span.outputs is not None:
+        _fill_string(attributes.add(), semconv.SPAN_OUTPUTS, span.outputs)
+    for event in span.events:
+        event_message = message.events.add()
+        event_message.name = event.name
+        event_message.time_unix_nano = event.timestamp_ns
+        _fill_attributes(event_message.attributes, event.attributes)
+    if span.status != "UNSET":
+        message.status.code = _STATUS.get(span.status, Status.STATUS_CODE_UNSET)
+        if span.status_message:
+            message.status.message = span.status_message
+
+
+def _fill_string(key_value: KeyValue, key: str, value: str) -> None:
+    key_value.key = key
+    key_value.value.string_value = value
+
+
+def _fill_attributes(target: Any, attributes: Mapping[str, Any]) -> None:
+    for key, value in attributes.items():
+        if value is not None:
+            key_value = target.add()
+            key_value.key = key
+            _fill_value(key_value.value, value)
+
+
+def _fill_value(target: AnyValue, value: Any) -> None:
+    if isinstance(value, str):
+        target.string_value = value
+    elif isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            target.int_value = value
+        else:
+            target.string_value = str(value)
+    elif isinstance(value, float):
+        target.double_value = value
+    elif isinstance(value, bytes):
+        target.bytes_value = value
+    elif isinstance(value, list | tuple) and all(
+        isinstance(v, str | bool | int | float) for v in value
+    ):
+        values = target.array_value.values
+        for item in value:
+            _fill_value(values.add(), item)
+    else:
+        # Maps and mixed values travel as JSON text, which every backend can show.
+        target.string_value = to_json(value)
+
+
+class OtlpHttpExporter:
+    """Sends spans as OTLP/HTTP protobuf (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        experiment: str | None = None,
+        resource_attributes: Mapping[str, Any] | None = None,
+        timeout_s: float = 10.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        transport: HttpTransport | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self.headers = dict(headers or {})
+        #: Experiment of spans that do not name one; ``None`` leaves it to the server.
+        self.experiment = experiment
+        self.resource_attributes = dict(resource_attributes or default_resource_attributes())
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._transport = transport or HttpTransport(timeout_s)
+        self._stop = threading.Event()
+        self._failing = False
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    @endpoint.setter
+    def endpoint(self, endpoint: str) -> None:
+        """Send later batches to ``endpoint``; what was learnt about the old one is forgotten."""
+        self._endpoint = endpoint
+        self._failing = False
+
+    def export(self, spans: Sequence[FinishedSpan]) -> bool:
+        """Deliver ``spans``; False if any of them were dropped."""
+        groups: dict[str | None, list[FinishedSpan]] = {}
+        for span in spans:
+            groups.setdefault(span.experiment or self.experiment, []).append(span)
+        delivered = True
+        for experiment, group in groups.items():
+            delivered = self._send(experiment, group) and delivered
+        return delivered
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._transport.close()
+
+    def _send(self, experiment: str | None, spans: list[FinishedSpan]) -> bool:
+        if self._failing:
+            # Known to be down: one cheap connection attempt before paying for encoding.
+            try:
+                self._transport.connect(self.endpoint)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                return self._failed(repr(exc))
+        resource = dict(self.resource_attributes)
+        headers = {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "gzip",
+            **self.headers,
+        }
+        if experiment is not None:
+            resource[semconv.RESOURCE_EXPERIMENT] = experiment
+            if experiment.isascii() and experiment.isprintable():
+                headers[semconv.EXPERIMENT_HEADER] = experiment
+        body = gzip.compress(
+            encode_spans(spans, resource).SerializeToString(), compresslevel=1, mtime=0
+        )
+        attempts = 1 if self._failing else self.max_retries + 1
+        reason = ""
+        for attempt in range(attempts):
+            delay = 0.0
+            try:
+                response = self._transport.request("POST", self.endpoint, body, headers)
+            except (OSError, http.client.HTTPException) as exc:
+                reason = repr(exc)
+            except ValueError as exc:  # a malformed endpoint: retrying cannot help
+                return self._failed(repr(exc))
+            else:
+                if 200 <= response.status < 300:
+                    return self._succeeded()
+                reason = f"HTTP {response.status}: {response.body[:200]!r}"
+                if response.status not in RETRYABLE_STATUSES:
+                    break
+                delay = _retry_after(response)
+            if attempt + 1 < attempts:
+                delay = min(max(delay, self.backoff_s * 2**attempt), self.max_backoff_s)
+                if self._stop.wait(delay):
+                    break
+        return self._failed(reason)
+
+    def _succeeded(self) -> bool:
+        if self._failing:
+            self._failing = False
+            logger.info("traceway: span export to %s resumed", self.endpoint)
+        return True
+
+    def _failed(self, reason: str) -> bool:
+        if not self._failing:
+            self._failing = True
+            logger.warning(
+                "traceway: cannot export spans to %s (%s); dropping spans until it is "
+                "reachable again. The application is not affected.",
+                self.endpoint,
+                reason,
+            )
+        return False
+
+
+def _retry_after(response: HttpResponse) -> float:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return 0.0
