@@ -464,3 +464,66 @@ def test_concurrent_get_or_create_yields_one_experiment(store: Store) -> None:
         other.close()
     assert len({experiment.experiment_id for experiment in found}) == 1
     assert [e.name for e in store.list_experiments()] == ["race"]
+
+
+def call_reported_twice(trace: int) -> list[SpanRecord]:
+    """An app's chat span (autolog) → the gateway's request span → a failed and a good attempt.
+
+    The app span and the answering attempt both report the same call's usage.
+    """
+    return [
+        span(trace, 1, name="agent", span_type="CHAIN", start_ms=0, end_ms=100),
+        span(
+            trace,
+            2,
+            1,
+            name="chat",
+            span_type="CHAT_MODEL",
+            start_ms=1,
+            end_ms=90,
+            input_tokens=20,
+            output_tokens=5,
+            cost_usd=0.25,
+        ),
+        span(trace, 3, 2, name="gateway", span_type="GATEWAY", start_ms=2, end_ms=89),
+        span(trace, 4, 3, name="attempt 1", span_type="CHAT_MODEL", start_ms=3, end_ms=10),
+        span(
+            trace,
+            5,
+            3,
+            name="attempt 2",
+            span_type="CHAT_MODEL",
+            start_ms=11,
+            end_ms=88,
+            input_tokens=20,
+            output_tokens=5,
+            cost_usd=0.25,
+        ),
+        # A second, separate call made by the agent itself: counted too.
+        span(
+            trace,
+            6,
+            1,
+            name="chat again",
+            span_type="LLM",
+            start_ms=91,
+            end_ms=99,
+            input_tokens=3,
+            output_tokens=1,
+        ),
+    ]
+
+
+@pytest.mark.parametrize("arrival", ["one batch", "span by span, app last"])
+def test_usage_reported_by_app_and_gateway_is_counted_once(store: Store, arrival: str) -> None:
+    experiment = store.get_or_create_experiment("usage")
+    spans = call_reported_twice(1)
+    if arrival == "one batch":
+        store.write_spans(experiment.experiment_id, spans)
+    else:
+        for record in reversed(spans):
+            store.write_spans(experiment.experiment_id, [record])
+    summary = store.get_trace_summary(tid(1))
+    assert summary is not None
+    usage = (summary.input_tokens, summary.output_tokens, summary.total_tokens, summary.cost_usd)
+    assert usage == (23, 6, 29, 0.25)

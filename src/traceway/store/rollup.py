@@ -5,6 +5,13 @@ its spans: times and totals, the root span (the earliest span without a parent),
 or the earliest span while the root has not arrived, and any preview a span sets
 explicitly (the one that ended last wins).
 
+Token usage and cost are counted once per call.  The same LLM call is often
+reported twice: by the application's span (autolog) and by the gateway it went
+through, or by a framework span wrapping the client's span.  A span's usage
+counts only when none of its direct children reports usage and none is a
+GATEWAY span (the gateway reports the call on its attempt spans): the innermost
+report wins.
+
 There are two ways to build one, with the same result:
 
 * :func:`rollup_batch` folds spans in Python, for a trace whose spans all arrive
@@ -20,13 +27,26 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from traceway.store import schema
 from traceway.store.bulk import BulkStatement
 from traceway.store.previews import PREVIEW_MAX_CHARS, request_preview, response_preview
 from traceway.store.records import STATUS_ERROR, STATUS_IN_PROGRESS, STATUS_OK, SpanRecord
 from traceway.store.sql import IN_CHUNK
+
+#: The span type of the gateway's request span; its attempts report the call's usage.
+GATEWAY = "GATEWAY"
 
 __all__ = ["DERIVED_COLUMNS", "Rollup", "refresh_traces", "rollup_batch"]
 
@@ -67,6 +87,21 @@ class Rollup:
     first: tuple[int, str, str] | None = None
     #: kind ("request" | "response") -> (end_ns, span_id, text), the latest wins.
     explicit: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+
+    def add_usage(
+        self,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        total_tokens: int | None,
+        cost_usd: float | None,
+    ) -> None:
+        self.input_tokens += input_tokens or 0
+        self.output_tokens += output_tokens or 0
+        self.total_tokens += (
+            total_tokens if total_tokens is not None else (input_tokens or 0) + (output_tokens or 0)
+        )
+        if cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + float(cost_usd)
 
     def offer_root(self, start_ns: int, span_id: str, *details: Any) -> None:
         if self.root is None or (start_ns, span_id) < self.root[:2]:
@@ -110,8 +145,24 @@ class Rollup:
         return explicit[2][:PREVIEW_MAX_CHARS] if explicit is not None else derived
 
 
+def _has_usage(span: SpanRecord) -> bool:
+    return (
+        span.input_tokens is not None
+        or span.output_tokens is not None
+        or span.total_tokens is not None
+        or span.cost_usd is not None
+    )
+
+
 def rollup_batch(spans: Iterable[SpanRecord]) -> dict[str, Rollup]:
     """Rollups of the traces of these spans, counting only these spans (no duplicates)."""
+    spans = list(spans)
+    # (trace id, span id) of spans whose usage a child reports again.
+    reported_below = {
+        (span.trace_id, span.parent_span_id)
+        for span in spans
+        if span.parent_span_id and (span.span_type == GATEWAY or _has_usage(span))
+    }
     rollups: dict[str, Rollup] = {}
     for span in spans:
         rollup = rollups.get(span.trace_id)
@@ -122,15 +173,10 @@ def rollup_batch(spans: Iterable[SpanRecord]) -> dict[str, Rollup]:
             rollup.start_ns = min(rollup.start_ns, start)
             rollup.end_ns = max(rollup.end_ns, end)
         rollup.span_count += 1
-        rollup.input_tokens += span.input_tokens or 0
-        rollup.output_tokens += span.output_tokens or 0
-        rollup.total_tokens += (
-            span.total_tokens
-            if span.total_tokens is not None
-            else (span.input_tokens or 0) + (span.output_tokens or 0)
-        )
-        if span.cost_usd is not None:
-            rollup.cost_usd = (rollup.cost_usd or 0.0) + span.cost_usd
+        if _has_usage(span) and (span.trace_id, span.span_id) not in reported_below:
+            rollup.add_usage(
+                span.input_tokens, span.output_tokens, span.total_tokens, span.cost_usd
+            )
         if rollup.first is None or (start, span.span_id) < rollup.first[:2]:
             rollup.first = (start, span.span_id, span.name)
         if not span.parent_span_id:
@@ -149,24 +195,44 @@ _UPDATE_TRACE = BulkStatement(
     .values({column: bindparam(f"p_{column}") for column in DERIVED_COLUMNS}),
     [f"p_{column}" for column in ("trace_pk", *DERIVED_COLUMNS)],
 )
-_TOTAL_TOKENS = func.coalesce(
-    _spans.total_tokens,
-    func.coalesce(_spans.input_tokens, 0) + func.coalesce(_spans.output_tokens, 0),
-)
 _TOTALS = (
     select(
         _spans.trace_pk,
         func.min(_spans.start_time_ns).label("start_ns"),
         func.max(_spans.end_time_ns).label("end_ns"),
         func.count().label("span_count"),
-        func.coalesce(func.sum(_spans.input_tokens), 0).label("input_tokens"),
-        func.coalesce(func.sum(_spans.output_tokens), 0).label("output_tokens"),
-        func.coalesce(func.sum(_TOTAL_TOKENS), 0).label("total_tokens"),
-        # SUM of only NULLs is NULL: a trace without any cost has no cost.
-        func.sum(_spans.cost_usd).label("cost_usd"),
     )
     .where(_spans.trace_pk.in_(_PKS))
     .group_by(_spans.trace_pk)
+)
+
+
+def _usage_of(table: Any) -> ColumnElement[bool]:
+    columns = table.c
+    return or_(
+        columns.input_tokens.is_not(None),
+        columns.output_tokens.is_not(None),
+        columns.total_tokens.is_not(None),
+        columns.cost_usd.is_not(None),
+    )
+
+
+_child = schema.spans.alias("child")
+# The spans whose usage counts: they report usage and no direct child reports it again.
+_USAGE = select(
+    _spans.trace_pk,
+    _spans.input_tokens,
+    _spans.output_tokens,
+    _spans.total_tokens,
+    _spans.cost_usd,
+).where(
+    _spans.trace_pk.in_(_PKS),
+    _usage_of(schema.spans),
+    ~exists().where(
+        _child.c.trace_pk == _spans.trace_pk,
+        _child.c.parent_span_id == _spans.span_id,
+        or_(_child.c.span_type == GATEWAY, _usage_of(_child)),
+    ),
 )
 # Roots, and any span that sets a preview on its trace.
 _ROOTS_AND_PREVIEWS = select(
@@ -216,10 +282,10 @@ def refresh_traces(conn: Connection, trace_pks: Sequence[int]) -> None:
                 start_ns=int(row.start_ns),
                 end_ns=int(row.end_ns),
                 span_count=int(row.span_count),
-                input_tokens=int(row.input_tokens),
-                output_tokens=int(row.output_tokens),
-                total_tokens=int(row.total_tokens),
-                cost_usd=None if row.cost_usd is None else float(row.cost_usd),
+            )
+        for row in conn.execute(_USAGE, chunk).all():
+            rollups[row.trace_pk].add_usage(
+                row.input_tokens, row.output_tokens, row.total_tokens, row.cost_usd
             )
         for row in conn.execute(_ROOTS_AND_PREVIEWS, chunk).all():
             rollup = rollups[row.trace_pk]

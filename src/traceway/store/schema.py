@@ -122,6 +122,8 @@ spans = Table(
     Column("outputs", Text),
     # The span_type / span.name filters probe a trace's spans without reading rows.
     Index(None, "trace_pk", "span_type"),
+    # Usage is counted once per call: a span's children are probed by parent id.
+    Index(None, "trace_pk", "parent_span_id"),
 )
 
 

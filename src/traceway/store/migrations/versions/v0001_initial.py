@@ -119,6 +119,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("trace_pk", "span_id", name="pk_spans"),
     )
     op.create_index("ix_spans_trace_pk_span_type", "spans", ["trace_pk", "span_type"])
+    op.create_index("ix_spans_trace_pk_parent_span_id", "spans", ["trace_pk", "parent_span_id"])
     _key_value_table("trace_tags")
     _key_value_table("trace_metadata")
 
