@@ -1,0 +1,400 @@
+"""The gateway's request path, top to bottom, as one pure ASGI app.
+
+``POST /v1/chat/completions | /v1/completions | /v1/embeddings | /v1/responses``
+read the body once, parse it once (orjson), pick a route from the headers, run
+it through the router and relay the answer: JSON as is, streams event by event.
+``GET /v1/models`` lists what the gateway can route to.  Every failure is
+OpenAI error JSON.  No framework sits on this path: it is the product's hot path.
+
+>>> gateway = Gateway(GatewaySettings())   # mount it, or serve it: it is an ASGI app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from traceway.gateway.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    close_stream,
+    parse_json_object,
+    read_body,
+    route_path,
+    send_json,
+    upstream_headers,
+)
+from traceway.gateway.breaker import BreakerBoard
+from traceway.gateway.errors import GatewayError
+from traceway.gateway.headers import RequestOptions, parse_headers, response_headers
+from traceway.gateway.providers.base import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    RESPONSES,
+    Provider,
+    UpstreamError,
+    error_body,
+)
+from traceway.gateway.providers.mock import MockProvider
+from traceway.gateway.providers.registry import ProviderRegistry
+from traceway.gateway.router import Call, Outcome, Router
+from traceway.gateway.routes import ConfigLookup, RouteResolver, configured_models
+from traceway.gateway.settings import GatewaySettings
+from traceway.gateway.ssrf import HostGuard
+from traceway.gateway.tracing import NOOP_TRACER, GatewayTracer, RequestSpan
+from traceway.tracing.export import SpanExporter
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger(__name__)
+
+_ENDPOINTS = {
+    "/chat/completions": CHAT,
+    "/completions": COMPLETIONS,
+    "/embeddings": EMBEDDINGS,
+    "/responses": RESPONSES,
+}
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class Gateway:
+    """The gateway as an ASGI app (paths ``/v1/...``; it also answers ``lifespan``)."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        span_exporter: SpanExporter | None = None,
+        config_lookup: ConfigLookup | None = None,
+        tracer: GatewayTracer | None = None,
+        providers: Iterable[Provider] = (),
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        """``tracer``, ``providers``, ``clock``, ``sleep`` and ``rand`` exist for tests."""
+        self.settings = settings
+        self.providers = ProviderRegistry(providers)
+        self.routes = RouteResolver(settings, config_lookup)
+        if tracer is None:
+            tracer = (
+                GatewayTracer(
+                    span_exporter,
+                    experiment=settings.experiment,
+                    sample_rate=settings.trace_sample_rate,
+                )
+                if span_exporter is not None
+                else NOOP_TRACER
+            )
+        self.tracer = tracer
+        breaker = settings.breaker
+        self.breakers = (
+            BreakerBoard(
+                failure_threshold=breaker.failure_threshold,
+                window_s=breaker.window_s,
+                cooldown_s=breaker.cooldown_s,
+                clock=clock,
+            )
+            if breaker.enabled
+            else None
+        )
+        self.guard = HostGuard(settings.allowed_custom_hosts, clock=clock)
+        router_options: dict[str, Any] = {} if rand is None else {"rand": rand}
+        self.router = Router(
+            self.providers,
+            http=self._client,
+            guard=self.guard,
+            breakers=self.breakers,
+            default_timeout_ms=settings.default_request_timeout_ms,
+            backoff_base_ms=settings.retry_backoff_base_ms,
+            backoff_max_ms=settings.retry_backoff_max_ms,
+            max_retry_after_s=settings.max_retry_after_s,
+            sleep=sleep,
+            **router_options,
+        )
+        self._http: aiohttp.ClientSession | None = None
+        self._streams = 0
+        self._streams_done: asyncio.Event | None = None
+        self._models_body: bytes | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Create the pooled upstream session (safe to call twice)."""
+        if self._http is not None and not self._http.closed:
+            return
+        settings = self.settings
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            limit_per_host=settings.pool_limit_per_host,
+            ttl_dns_cache=settings.dns_cache_ttl_s,
+            keepalive_timeout=30,
+        )
+        self._http = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=settings.connect_timeout_ms / 1000,
+                sock_read=settings.upstream_read_timeout_s,
+            ),
+            skip_auto_headers=("User-Agent",),
+            trust_env=False,
+        )
+        self._streams_done = asyncio.Event()
+        self._streams_done.set()
+
+    async def shutdown(self) -> None:
+        """Wait (bounded) for in-flight streams, close the session, flush spans."""
+        if self._streams_done is not None and self._streams:
+            try:
+                async with asyncio.timeout(self.settings.shutdown_grace_s):
+                    await self._streams_done.wait()
+            except TimeoutError:
+                logger.warning("gateway shutdown: %d streams still open, closing", self._streams)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        await asyncio.to_thread(self.tracer.shutdown)
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("Gateway.startup() has not run")
+        return self._http
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- ASGI -----------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        if self._http is None:
+            await self.startup()
+        path = route_path(scope)
+        method = scope["method"]
+        endpoint = _ENDPOINTS.get(path)
+        if endpoint is not None and method == "POST":
+            await self._proxy(scope, receive, send, endpoint)
+        elif path == "/models" and method == "GET":
+            await send_json(send, 200, self._models())
+        elif path.startswith("/models/") and method == "GET":
+            await self._model(send, path[len("/models/") :])
+        else:
+            await self._not_found(scope, send, allowed=endpoint is not None)
+
+    async def _not_found(self, scope: Scope, send: Send, *, allowed: bool) -> None:
+        error = GatewayError(
+            405 if allowed else 404, f"Invalid URL ({scope['method']} {scope['path']})"
+        )
+        await send_json(send, error.status, error.body())
+
+    # -- the proxy ------------------------------------------------------------
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+        span: RequestSpan | None = None
+        options: RequestOptions | None = None
+        raw = b""
+        trace_id = ""
+        try:
+            raw = await read_body(receive, self.settings.max_body_bytes)
+            options = parse_headers(scope["headers"])
+            trace_id = options.trace_id or ""
+            body = parse_json_object(raw)
+            route = self.routes.resolve(options)
+            if not isinstance(body.get("model"), str) and not route.provides_model:
+                raise GatewayError(400, "you must provide a model parameter", param="model")
+            span = self.tracer.start_request(
+                endpoint=endpoint,
+                raw_body=raw,
+                body=body,
+                options=options,
+                route=route,
+            )
+            trace_id = span.trace_id
+            call = Call(endpoint, body, options, route, span, scope["headers"])
+            outcome = await self.router.run(call)
+        except GatewayError as exc:
+            if span is not None:
+                span.end(status=exc.status, body=exc.body(), error=exc.message)
+            elif options is not None:
+                trace_id = self.tracer.record_rejected(
+                    endpoint=endpoint, raw_body=raw, options=options, error=exc
+                )
+            trace = response_headers(
+                provider=None,
+                trace_id=trace_id or os.urandom(16).hex(),
+                retries=0,
+                option_index=None,
+            )
+            await send_json(
+                send,
+                exc.status,
+                exc.body(),
+                [*trace, *((k.encode(), v.encode()) for k, v in exc.headers.items())],
+            )
+            return
+        except ClientGone:
+            return
+        except Exception as exc:
+            logger.exception("gateway: unexpected error on %s", scope["path"])
+            if span is not None:
+                span.end(status=500, error=f"{type(exc).__name__}: {exc}")
+            body_500 = error_body("The gateway failed to handle the request.", type="server_error")
+            await send_json(send, 500, body_500)
+            return
+        response = outcome.response
+        headers = response_headers(
+            provider=outcome.provider,
+            trace_id=trace_id,
+            retries=outcome.retries,
+            option_index=outcome.option_index,
+        )
+        if response.headers:
+            headers.extend(upstream_headers(response))
+        if response.stream is None:
+            await send_json(send, response.status, response.body, headers)
+            span.end(
+                status=response.status,
+                body=response.body,
+                retries=outcome.retries,
+                attempts=call.attempts,
+            )
+            return
+        await self._relay(receive, send, endpoint, outcome, span, headers, call.attempts)
+
+    async def _relay(
+        self,
+        receive: Receive,
+        send: Send,
+        endpoint: str,
+        outcome: Outcome,
+        span: RequestSpan,
+        headers: list[tuple[bytes, bytes]],
+        attempts: int,
+    ) -> None:
+        """Forward a stream event by event; stop pulling upstream if the client leaves."""
+        response = outcome.response
+        stream = response.stream
+        assert stream is not None
+        self._streams += 1
+        if self._streams_done is not None:
+            self._streams_done.clear()
+        gone = asyncio.Event()
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive, gone))
+        pieces: list[bytes] | None = [] if span.recording else None
+        error: str | None = None
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [*_SSE_HEADERS, *headers],
+                }
+            )
+            async for piece in stream:
+                if pieces is not None:
+                    pieces.append(piece)
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                if gone.is_set():
+                    error = "client disconnected"
+                    break
+        except UpstreamError as exc:
+            error = exc.message
+            await self._stream_error(send, exc.status, exc.message)
+        except Exception as exc:
+            logger.exception("gateway: stream relay failed")
+            error = f"{type(exc).__name__}: {exc}"
+            await self._stream_error(send, 500, "the stream failed in the gateway")
+        finally:
+            watcher.cancel()
+            await close_stream(stream)
+            self._streams -= 1
+            if not self._streams and self._streams_done is not None:
+                self._streams_done.set()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        result = span.end_stream(endpoint, pieces or (), outcome.attempt, error)
+        span.end(
+            status=response.status,
+            result=result,
+            error=error,
+            retries=outcome.retries,
+            attempts=attempts,
+        )
+
+    @staticmethod
+    async def _stream_error(send: Send, status: int, message: str) -> None:
+        # Headers are gone already: OpenAI reports mid-stream failures as an error event.
+        event = error_body(message, type="server_error", code=str(status))
+        await send(
+            {"type": "http.response.body", "body": b"data: " + event + b"\n\n", "more_body": True}
+        )
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    # -- models ---------------------------------------------------------------
+
+    def _model_owners(self) -> dict[str, str]:
+        owners = {model: "traceway-mock" for model in MockProvider.models}
+        for model, provider in configured_models(self.routes).items():
+            owners.setdefault(model, provider)
+        for model in self.settings.models:
+            owners.setdefault(model, "traceway")
+        return owners
+
+    def _models(self) -> bytes:
+        if self._models_body is None:
+            created = int(time.time())
+            data = [
+                {"id": model, "object": "model", "created": created, "owned_by": owner}
+                for model, owner in self._model_owners().items()
+            ]
+            self._models_body = orjson.dumps({"object": "list", "data": data})
+        return self._models_body
+
+    async def _model(self, send: Send, model_id: str) -> None:
+        owner = self._model_owners().get(model_id)
+        if owner is None:
+            error = GatewayError(
+                404, f"The model '{model_id}' does not exist", code="model_not_found"
+            )
+            await send_json(send, 404, error.body())
+            return
+        body = {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+        await send_json(send, 200, orjson.dumps(body))

@@ -1,0 +1,301 @@
+"""Runs a compiled route: single, fallback, loadbalance, conditional; retries; breakers.
+
+Every way a target can fail becomes an :class:`UpstreamResponse` with an OpenAI
+error body (timeouts 408, unreachable 502, open circuit 503), so strategies only
+ever compare status codes.  Mistakes in the request or config raise
+:class:`GatewayError` and end the request.
+
+Retries use exponential backoff with full jitter (``random() * min(max, base *
+2**n)``) unless the config honours the upstream's ``retry-after``; the sleep and
+the random source are injected so tests neither wait nor flake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from traceway.gateway.breaker import BreakerBoard, breaker_key
+from traceway.gateway.config import Group, Leaf, Node, Retry, Route
+from traceway.gateway.errors import GatewayError
+from traceway.gateway.headers import RequestOptions
+from traceway.gateway.providers.base import (
+    Provider,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamResponse,
+    error_response,
+)
+from traceway.gateway.providers.registry import ProviderRegistry
+from traceway.gateway.ssrf import HostGuard
+from traceway.gateway.tracing import AttemptSpan, RequestSpan
+
+__all__ = ["Call", "Outcome", "Router", "retry_after_seconds", "select_weighted"]
+
+
+def select_weighted(weights: Sequence[float], point: float) -> int:
+    """The index that ``point`` (uniform in ``[0, 1)``) lands on, by weight.
+
+    >>> [select_weighted([3, 1], p) for p in (0.0, 0.74, 0.75, 0.99)]
+    [0, 0, 1, 1]
+    """
+    total = sum(weights)
+    target = point * total
+    running = 0.0
+    last = 0
+    for index, weight in enumerate(weights):
+        if weight <= 0:
+            continue
+        running += weight
+        last = index
+        if target < running:
+            return index
+    return last
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds asked for by ``retry-after-ms`` or ``retry-after`` (seconds), if any."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a route ended: the answer and which target gave it."""
+
+    response: UpstreamResponse
+    provider: str | None
+    option_index: str
+    retries: int = 0
+    #: The answering attempt's span, left open while its stream is relayed.
+    attempt: AttemptSpan | None = None
+    skipped: bool = False  # the target's circuit was open; it was not tried
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.response.status < 300
+
+
+@dataclass(slots=True)
+class Call:
+    """One request on its way through the router."""
+
+    endpoint: str
+    body: dict[str, Any]
+    options: RequestOptions
+    route: Route
+    span: RequestSpan
+    raw_headers: Sequence[tuple[bytes, bytes]] = ()
+    fallback_reason: str | None = None
+    attempts: int = field(default=0)
+
+
+class Router:
+    """Executes routes against providers.  One per gateway; shared by all requests."""
+
+    def __init__(
+        self,
+        providers: ProviderRegistry,
+        *,
+        http: Callable[[], aiohttp.ClientSession],
+        guard: HostGuard,
+        breakers: BreakerBoard | None,
+        default_timeout_ms: int | None = None,
+        backoff_base_ms: float = 500.0,
+        backoff_max_ms: float = 8_000.0,
+        max_retry_after_s: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._providers = providers
+        self._http = http
+        self._guard = guard
+        self._breakers = breakers
+        self._default_timeout_ms = default_timeout_ms
+        self._backoff_base_ms = backoff_base_ms
+        self._backoff_max_ms = backoff_max_ms
+        self._max_retry_after_s = max_retry_after_s
+        self._sleep = sleep
+        self._rand = rand
+
+    async def run(self, call: Call) -> Outcome:
+        """Send ``call`` along its route and return the answer to relay."""
+        return await self._node(call, call.route.root)
+
+    async def _node(self, call: Call, node: Node) -> Outcome:
+        if isinstance(node, Leaf):
+            return await self._leaf(call, node)
+        if node.mode == "fallback":
+            return await self._fallback(call, node)
+        if node.mode == "loadbalance":
+            return await self._loadbalance(call, node)
+        if node.mode == "conditional":
+            return await self._node(call, node.targets[self._condition(call, node)])
+        return await self._node(call, node.targets[0])
+
+    async def _fallback(self, call: Call, group: Group) -> Outcome:
+        outcome: Outcome | None = None
+        for target in group.targets:
+            outcome = await self._node(call, target)
+            if outcome.ok:
+                return outcome
+            codes = group.on_status_codes
+            if not outcome.skipped and codes is not None and outcome.response.status not in codes:
+                return outcome
+            call.fallback_reason = (
+                f"{outcome.option_index} skipped: circuit open"
+                if outcome.skipped
+                else f"{outcome.option_index} answered {outcome.response.status}"
+            )
+        assert outcome is not None  # a group always has targets
+        return outcome
+
+    async def _loadbalance(self, call: Call, group: Group) -> Outcome:
+        weights = list(group.weights)
+        while True:
+            index = select_weighted(weights, self._rand())
+            outcome = await self._node(call, group.targets[index])
+            if not outcome.skipped:
+                return outcome
+            # Its circuit is open: choose again among the others.
+            weights[index] = 0.0
+            if not any(weights):
+                return outcome
+            call.fallback_reason = f"{outcome.option_index} skipped: circuit open"
+
+    @staticmethod
+    def _condition(call: Call, group: Group) -> int:
+        context = {"metadata": call.options.metadata or {}, "params": call.body}
+        for predicate, index in group.conditions:
+            if predicate(context):
+                return index
+        if group.default is not None:
+            return group.default
+        raise GatewayError(
+            400, "no conditional route matched and the config has no default", code="no_route"
+        )
+
+    def _provider(self, call: Call, leaf: Leaf) -> tuple[str, Provider]:
+        name = leaf.provider or call.options.provider
+        if not name:
+            if leaf.virtual_key or call.options.virtual_key:
+                raise GatewayError(
+                    400, "virtual keys are not available on this gateway; name a provider"
+                )
+            raise GatewayError(400, "no provider: set x-traceway-provider or a config")
+        provider = self._providers.get(name)
+        if provider is None:
+            known = ", ".join(self._providers.names())
+            raise GatewayError(400, f"unknown provider {name!r} (known: {known})", param="provider")
+        return name, provider
+
+    def _forward_headers(self, call: Call, leaf: Leaf) -> dict[str, str]:
+        headers = dict(call.options.forward_headers)
+        if leaf.forward_headers:
+            wanted = {h.lower() for h in leaf.forward_headers}
+            for name, value in call.raw_headers:
+                key = name.decode("latin-1")
+                if key in wanted:
+                    headers[key] = value.decode()
+        return headers
+
+    async def _leaf(self, call: Call, leaf: Leaf) -> Outcome:
+        name, provider = self._provider(call, leaf)
+        host = leaf.custom_host or call.options.custom_host
+        if host is not None and not (leaf.custom_host and call.route.trusted):
+            await self._guard.check(host)
+        api_key = leaf.api_key or call.options.api_key
+        breakers = None if provider.local else self._breakers
+        key = breaker_key(name, host, api_key) if breakers is not None else ""
+        if breakers is not None and not breakers.allow(key):
+            response = error_response(
+                503,
+                f"target {leaf.path} ({name}) is unavailable: its circuit is open",
+                code="circuit_open",
+            )
+            return Outcome(response, name, leaf.path, skipped=True)
+        body = call.body if not leaf.override_params else {**call.body, **leaf.override_params}
+        timeout_ms = leaf.timeout_ms or call.options.request_timeout_ms or self._default_timeout_ms
+        timeout_s = timeout_ms / 1000 if timeout_ms else None
+        options = call.options.provider_options
+        request = UpstreamRequest(
+            endpoint=call.endpoint,
+            body=body,
+            api_key=api_key,
+            base_url=host,
+            timeout_s=timeout_s,
+            extra_headers=self._forward_headers(call, leaf)
+            if call.options.forward_headers or leaf.forward_headers
+            else {},
+            provider_options={**options, **leaf.provider_options}
+            if leaf.provider_options
+            else options,
+        )
+        retry = leaf.retry
+        retries = 0
+        while True:
+            call.attempts += 1
+            attempt = call.span.attempt(
+                provider=name,
+                target=leaf.path,
+                model=request.model,
+                retry=retries,
+                fallback_reason=call.fallback_reason,
+                body=request.body,
+            )
+            call.fallback_reason = None
+            response = await self._send(provider, request, timeout_s, timeout_ms)
+            if breakers is not None:
+                breakers.record(key, response.status)
+            if 200 <= response.status < 300:
+                if response.stream is None:
+                    attempt.end(response)
+                    return Outcome(response, name, leaf.path, retries)
+                return Outcome(response, name, leaf.path, retries, attempt=attempt)
+            attempt.end(response)
+            if retries < retry.attempts and response.status in retry.on_status_codes:
+                await self._sleep(self._delay(retries, response, retry))
+                retries += 1
+                continue
+            return Outcome(response, name, leaf.path, retries)
+
+    async def _send(
+        self,
+        provider: Provider,
+        request: UpstreamRequest,
+        timeout_s: float | None,
+        timeout_ms: int | None,
+    ) -> UpstreamResponse:
+        try:
+            if timeout_s is None:
+                return await provider.send(self._http(), request)
+            async with asyncio.timeout(timeout_s):
+                return await provider.send(self._http(), request)
+        except TimeoutError:
+            return error_response(
+                408, f"the upstream did not answer within {timeout_ms} ms", code="request_timeout"
+            )
+        except UpstreamError as exc:
+            return error_response(exc.status, exc.message, code=exc.code)
+
+    def _delay(self, retries: int, response: UpstreamResponse, retry: Retry) -> float:
+        if retry.use_retry_after_header:
+            asked = retry_after_seconds(response.headers)
+            if asked is not None:
+                return min(asked, self._max_retry_after_s)
+        ceiling_ms = min(self._backoff_max_ms, self._backoff_base_ms * 2**retries)
+        return self._rand() * ceiling_ms / 1000
