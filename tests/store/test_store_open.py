@@ -17,7 +17,16 @@ from traceway.store import migrate as migrate_module
 from traceway.store.migrate import VERSION_TABLE, current_revision, head_revision
 from traceway.store.schema import metadata
 
-TABLES = {"experiments", "traces", "spans", "trace_tags", "trace_metadata", VERSION_TABLE}
+TABLES = {
+    "experiments",
+    "traces",
+    "spans",
+    "trace_tags",
+    "trace_metadata",
+    "gateway_keys",
+    "virtual_keys",
+    VERSION_TABLE,
+}
 
 
 def test_public_names_are_sorted_and_importable() -> None:

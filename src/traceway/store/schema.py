@@ -27,13 +27,25 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["experiments", "metadata", "spans", "trace_metadata", "trace_tags", "traces"]
+__all__ = [
+    "experiments",
+    "gateway_keys",
+    "metadata",
+    "spans",
+    "trace_metadata",
+    "trace_tags",
+    "traces",
+    "virtual_keys",
+]
 
 #: Longest tag/metadata key and value kept; longer ones are cut on write.  Values
 #: are indexed, and PostgreSQL refuses B-tree entries over ~2,700 bytes.
 MAX_KEY_CHARS = 250
 MAX_VALUE_CHARS = 500
 MAX_EXPERIMENT_NAME_CHARS = 256
+MAX_KEY_NAME_CHARS = 256
+MAX_SLUG_CHARS = 100
+MAX_PROVIDER_CHARS = 64
 
 metadata = MetaData(
     naming_convention={
@@ -145,3 +157,35 @@ def _key_value_table(name: str) -> Table:
 
 trace_tags = _key_value_table("trace_tags")
 trace_metadata = _key_value_table("trace_metadata")
+
+# Gateway API keys: only the SHA-256 of a key is kept (the key itself is shown
+# once, when it is created).  Revoked keys stay, so listings show their history.
+gateway_keys = Table(
+    "gateway_keys",
+    metadata,
+    Column("key_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(MAX_KEY_NAME_CHARS), nullable=False),
+    # The request path finds a key by its hash alone.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    # JSON lists of allowed model / config names; NULL allows every one.
+    Column("models", Text),
+    Column("configs", Text),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("last_used_at_ms", BigInteger),
+    Column("revoked_at_ms", BigInteger),
+)
+
+# Provider credentials named by a slug.  The API key is AES-GCM ciphertext under
+# a key derived from TRACEWAY_SECRET_KEY; the plaintext never reaches the database.
+virtual_keys = Table(
+    "virtual_keys",
+    metadata,
+    Column("slug", String(MAX_SLUG_CHARS), primary_key=True),
+    Column("name", String(MAX_KEY_NAME_CHARS), nullable=False),
+    Column("provider", String(MAX_PROVIDER_CHARS), nullable=False),
+    Column("custom_host", Text),
+    Column("options", Text),  # JSON object of provider settings (scalars)
+    Column("api_key_ciphertext", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
