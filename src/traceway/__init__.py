@@ -11,6 +11,9 @@
 True
 """
 
+import importlib
+from types import ModuleType
+
 from traceway.tracing.api import (
     get_active_trace_id,
     get_current_active_span,
@@ -69,3 +72,10 @@ __all__ = [
     "update_current_trace",
     "wrap_context",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    # ``traceway.openai`` imports the openai client library, so only on first use.
+    if name == "openai":
+        return importlib.import_module("traceway.openai")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
