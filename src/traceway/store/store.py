@@ -21,7 +21,7 @@ from contextlib import contextmanager, nullcontext
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from traceway.store import experiments, ingest, queries
+from traceway.store import experiments, ingest, queries, trace_info
 from traceway.store.database import (
     Database,
     connect,
@@ -232,6 +232,15 @@ class Store:
         """Delete, then set, tags of a trace; ``None`` if there is no such trace."""
         with self._write() as conn:
             return queries.set_tags(conn, self._db.dialect, trace_id, set or {}, delete)
+
+    def merge_trace_info(self, info: trace_info.TraceInfoRecord) -> TraceSummary | None:
+        """Merge a client's description of a whole trace into it, before or after its spans.
+
+        See :mod:`traceway.store.trace_info`; returns the trace row as it now stands.
+        """
+        with self._write() as conn:
+            trace_info.merge_trace_info(conn, self._db.dialect, info)
+            return queries.trace_summary(conn, info.trace_id)
 
     # --- connections -----------------------------------------------------------
 
