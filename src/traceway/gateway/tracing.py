@@ -172,11 +172,12 @@ class _LiveAttempt(AttemptSpan):
         self._clock = clock
         self._started = started_ns
 
-    def _finish(self, status: int, error: str | None) -> None:
+    def _finish(self, status: int, attributes: dict[str, Any], error: str | None) -> None:
         span = self._span
-        span.set_attribute(HTTP_STATUS, status)
         now = self._clock()
-        span.set_attribute(LATENCY_MS, (now - self._started) / 1_000_000)
+        attributes[HTTP_STATUS] = status
+        attributes[LATENCY_MS] = (now - self._started) / 1_000_000
+        span.set_attributes(attributes)
         if error is not None:
             span.set_status("ERROR", error)
         else:
@@ -186,21 +187,17 @@ class _LiveAttempt(AttemptSpan):
     @_telemetry(_nothing)
     def end(self, response: UpstreamResponse) -> None:
         result = parse_body(response.body)
-        error = None
         if 200 <= response.status < 300:
-            self._span.set_attributes(response_attributes(result))
-        else:
-            # A failed attempt's answer appears nowhere else: keep it.
-            if response.body:
-                self._span.set_outputs(orjson.Fragment(response.body))
-            error = error_message(result, response.status)
-        self._finish(response.status, error)
+            self._finish(response.status, response_attributes(result), None)
+            return
+        # A failed attempt's answer appears nowhere else: keep it.
+        if response.body:
+            self._span.set_outputs(orjson.Fragment(response.body))
+        self._finish(response.status, {}, error_message(result, response.status))
 
     @_telemetry(_nothing)
     def end_stream(self, result: dict[str, Any] | None, error: str | None) -> None:
-        if result is not None:
-            self._span.set_attributes(response_attributes(result))
-        self._finish(200, error)
+        self._finish(200, response_attributes(result) if result is not None else {}, error)
 
 
 class _LiveRequest(RequestSpan):
