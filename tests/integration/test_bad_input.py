@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from tests.integration.conftest import RunningServer
 from tests.integration.test_otlp_ingest import record_app_trace
+from tests.support.live_server import RunningServer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.integration.conftest import RunningServer
+from tests.support.live_server import RunningServer
 
 
 def send_one(server: RunningServer, experiment: str, attributes: dict[str, object]) -> dict:

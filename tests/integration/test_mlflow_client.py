@@ -21,7 +21,7 @@ import pytest
 from mlflow.entities import SpanType
 from openai import OpenAI
 
-from tests.integration.conftest import RunningServer
+from tests.support.live_server import RunningServer
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import traceway
-from tests.integration.conftest import RunningServer
+from tests.support.live_server import RunningServer
 from traceway.tracing import config
 
 

@@ -4,69 +4,22 @@ global SDK exporting to that server."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 import traceway
 from tests.gateway.fakes.openai_server import FakeOpenAI
-from tests.support.servers import serve_in_thread
-from traceway.server.app import TracewayServer, create_app
-from traceway.store import open_store
+from tests.support.live_server import RunningServer, experiment, server, store_url
 from traceway.tracing import config
+
+__all__ = ["RunningServer", "experiment", "server", "store_url"]
 
 API_KEY = "sk-test-never-recorded"
 # Attributes that differ from run to run (the fake's port) or restate a span field.
 UNSTABLE_ATTRIBUTES = frozenset({"server.port", "traceway.span.type"})
-
-
-@dataclass
-class RunningServer:
-    url: str
-    traceway: TracewayServer
-    http: httpx.Client
-
-    def spans(self, trace_id: str) -> list[dict[str, Any]]:
-        """The stored spans of ``trace_id``, once the SDK and the gateway have exported."""
-        assert traceway.flush(timeout=10)
-        gateway = self.traceway.gateway
-        if gateway is not None:
-            assert gateway.tracer.force_flush(10)
-        response = self.http.get(f"/api/traces/{trace_id}")
-        assert response.status_code == 200, response.text
-        spans: list[dict[str, Any]] = response.json()["spans"]
-        return spans
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    if request.param == "sqlite":
-        path: Path = tmp_path_factory.mktemp("store") / "traceway.db"
-        return f"sqlite:///{path}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture(scope="module")
-def server(store_url: str) -> Iterator[RunningServer]:
-    store = open_store(store_url)
-    app = create_app(store)
-    try:
-        with serve_in_thread(app.app) as url, httpx.Client(base_url=url, timeout=30) as http:
-            yield RunningServer(url=url, traceway=app, http=http)
-    finally:
-        store.close()
-
-
-@pytest.fixture
-def experiment() -> str:
-    """A fresh experiment name, so tests sharing a server never see each other's traces."""
-    return f"exp-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from openai.resources.chat.completions import Completions
 
 import traceway
 from tests.gateway.fakes.openai_server import FakeOpenAI, Reply
-from tests.integrations.conftest import API_KEY, RunningServer, last_trace_id, view
+from tests.integrations.conftest import API_KEY, last_trace_id, view
 from tests.integrations.openai_wire import chat_json_reply
+from tests.support.live_server import RunningServer
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("autolog")

@@ -14,12 +14,13 @@ import pytest
 
 import traceway
 from tests.gateway.fakes.openai_server import FakeOpenAI
-from tests.integrations.conftest import RunningServer, last_trace_id, view
+from tests.integrations.conftest import last_trace_id, view
 from tests.integrations.openai_wire import (
     RESPONSE_USAGE,
     chat_stream_failing_reply,
     responses_stream_reply,
 )
+from tests.support.live_server import RunningServer
 
 pytestmark = pytest.mark.usefixtures("autolog")
 
