@@ -74,7 +74,7 @@ def create_api(store: Store, *, keys: KeyStore | None = None) -> FastAPI:
     def experiment_ids(name: str | None) -> list[int] | None:
         if name is None:
             return None
-        experiment = store.get_experiment_by_name(name)
+        experiment = store.get_experiment_by_name(name, counts=False)
         if experiment is None:
             raise ApiError(404, "EXPERIMENT_NOT_FOUND", f"no experiment named {name!r}")
         return [experiment.experiment_id]

@@ -141,10 +141,14 @@ class Store:
         with self._read() as conn:
             return experiments.by_id(conn, experiment_id)
 
-    def get_experiment_by_name(self, name: str) -> Experiment | None:
-        """The experiment with this name, with its counts; ``None`` if there is none."""
+    def get_experiment_by_name(self, name: str, *, counts: bool = True) -> Experiment | None:
+        """The experiment with this name; ``None`` if there is none.
+
+        Counting its traces reads an index over all of them: pass ``counts=False``
+        when only the id is needed.
+        """
         with self._read() as conn:
-            return experiments.by_name(conn, name)
+            return experiments.by_name(conn, name) if counts else experiments.find(conn, name)
 
     def list_experiments(self) -> list[Experiment]:
         """Every experiment in creation order, with trace and error counts."""
