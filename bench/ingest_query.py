@@ -134,12 +134,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def start_server(db: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(db: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "traceway.cli", "server", "--port", str(port),
-        "--store", f"sqlite:///{db}", "--log-level", "warning",
+        "--store", f"sqlite:///{db}", "--log-level", "warning", "--workers", str(workers),
     ]  # fmt: skip
-    if shutil.which("taskset"):
+    if shutil.which("taskset") and workers == 1:
         command = ["taskset", "-c", "1", *command]
     process = subprocess.Popen(command)
     deadline = time.monotonic() + 30
@@ -159,15 +159,18 @@ def main() -> None:
     parser.add_argument("--measure-batches", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--port", type=int, default=15123)
+    parser.add_argument(
+        "--workers", type=int, default=2, help="server processes (1 pins it to core 1)"
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
 
-    if shutil.which("taskset"):
+    if shutil.which("taskset") and args.workers == 1:
         os.sched_setaffinity(0, {0})
     rng = random.Random(7)
     now = time.time_ns()
     workdir = Path(tempfile.mkdtemp(prefix="traceway-bench-"))
-    server = start_server(workdir / "bench.db", args.port)
+    server = start_server(workdir / "bench.db", args.port, args.workers)
     url = f"http://127.0.0.1:{args.port}"
     try:
         print("encoding batches ...", flush=True)
@@ -242,10 +245,15 @@ def main() -> None:
     table = "| what | figure |\n|---|---|\n" + "".join(f"| {a} | {b} |\n" for a, b in rows)
     print(table)
     if args.write:
+        placement = (
+            "server pinned to core 1, senders on core 0"
+            if args.workers == 1
+            else f"`traceway server --workers {args.workers}` and the senders share both cores"
+        )
         note = (
-            "Server pinned to core 1, senders on core 0, fresh SQLite file, "
-            f"{args.concurrency} concurrent senders. Ingest ratio vs MLflow's 58 spans/s: "
-            f"{ingest_rate / 58:,.0f}x.\n\n"
+            f"`python bench/ingest_query.py --workers {args.workers}`: {placement}; fresh "
+            f"SQLite file; {args.concurrency} concurrent senders of pre-encoded batches. "
+            f"Ingest ratio vs MLflow's 58 spans/s: {ingest_rate / 58:,.0f}x.\n\n"
         )
         write_section("Ingest and query", note + table)
 

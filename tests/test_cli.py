@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.servers import free_port
 
@@ -53,11 +54,21 @@ def test_busy_port_is_one_line(tmp_path: Path) -> None:
     )
 
 
-def test_server_starts_answers_health_and_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_server_starts_answers_health_and_stops(tmp_path: Path, workers: int) -> None:
     port = free_port()
     db = tmp_path / "traceway.db"
     process = subprocess.Popen(
-        [*TRACEWAY, "server", "--port", str(port), "--store", f"sqlite:///{db}"],
+        [
+            *TRACEWAY,
+            "server",
+            "--port",
+            str(port),
+            "--store",
+            f"sqlite:///{db}",
+            "--workers",
+            str(workers),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -74,6 +85,14 @@ def test_server_starts_answers_health_and_stops(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert response.json() == {"status": "ok"}
         assert db.exists()
+        # Every worker serves the same store: experiments made through one are seen by all.
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/api/experiments", json={"name": "from-cli"}, timeout=5
+        )
+        assert created.status_code == 201
+        for _ in range(4):
+            listed = httpx.get(f"http://127.0.0.1:{port}/api/experiments", timeout=5).json()
+            assert "from-cli" in [e["name"] for e in listed["experiments"]]
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=30)

@@ -44,8 +44,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve(app: object, sock: socket.socket, log_level: str) -> None:
+def _serve(app: object, sock: socket.socket, log_level: str, workers: int = 1) -> None:
+    """Serve ``app`` (an ASGI app, or with several workers an app factory's import path)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
@@ -55,8 +57,13 @@ def _serve(app: object, sock: socket.socket, log_level: str) -> None:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=30,
+        factory=workers > 1,
+        workers=workers,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 LOG_LEVEL = click.option(
@@ -119,6 +126,13 @@ def main() -> None:
 )
 @click.option("--no-gateway", is_flag=True, help="Serve no gateway (only ingest, API and UI).")
 @click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the port (ingest is CPU-bound: one per core).",
+)
+@click.option(
     "--demo",
     is_flag=True,
     help="On first start (no 'demo' experiment yet), send demo traffic through the mock "
@@ -132,6 +146,7 @@ def server(
     max_ingest_mb: int,
     gateway_config: str | None,
     no_gateway: bool,
+    workers: int,
     demo: bool,
     log_level: str,
 ) -> None:
@@ -159,6 +174,18 @@ def server(
         _seed_demo_when_up(f"http://{_local(host)}:{port}")
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     click.echo(f"Traceway server on http://{host}:{port} (store: {store.url})", err=True)
+    if workers > 1:
+        from traceway.server.workers import WorkerSettings
+
+        store.close()  # migrated and checked here; each worker opens its own
+        WorkerSettings(
+            store_url=store_url,
+            max_ingest_bytes=settings.max_ingest_bytes,
+            gateway_config=gateway_config,
+            gateway=not no_gateway,
+        ).export()
+        _serve("traceway.server.workers:create_worker_app", sock, log_level, workers)
+        return
     try:
         _serve(server.app, sock, log_level)
     finally:
