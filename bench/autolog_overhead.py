@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import json
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -42,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from results import write_section  # bench/results.py: one section per script
+from results import cpu_model, version, write_section  # bench/results.py: shared helpers
 
 SECTION = "Autolog overhead"
 SERVER_CPU = 0
@@ -270,23 +268,6 @@ def run_variant(library: str, setting: str, port: int, rounds: int) -> dict[str,
 
 
 # -- the driver ----------------------------------------------------------------
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(repeats: int, rounds: int) -> dict[tuple[str, str], dict[str, Any]]:

@@ -22,10 +22,8 @@ overhead" section of ``bench/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -34,10 +32,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from results import write_section  # bench/results.py: one section per script
+from results import cpu_model, version, write_section  # bench/results.py: shared helpers
 
 SECTION = "SDK overhead"
 PINNED_ENV = "TRACEWAY_BENCH_PINNED"
@@ -190,23 +187,6 @@ def import_ms(module: str, runs: int = 5) -> float:
             if match:
                 values.append(int(match.group(1)) / 1000)
     return statistics.median(values)
-
-
-def version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(repeats: int, rounds: int) -> dict[str, dict[str, Any]]:
