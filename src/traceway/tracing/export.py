@@ -14,7 +14,10 @@ instrumentation suppressed, wakes every ``schedule_delay_s`` or when
 :class:`traceway.tracing.otlp.OtlpHttpExporter` sends OTLP/HTTP; inside
 ``traceway server`` the gateway can pass one that writes to the store.  A span
 hook is a callable ``(FinishedSpan) -> FinishedSpan | None``; returning ``None``
-drops the span.  ``force_flush(timeout)`` waits until everything queued so far
+drops the span.  When a processor has no hooks and its exporter also has
+``export_live(spans: Sequence[LiveSpan]) -> bool`` (:class:`LiveSpanExporter`,
+as the OTLP exporter does), ended spans go to it as they are, skipping the
+conversion nobody would look at.  ``force_flush(timeout)`` waits until everything queued so far
 was handled; ``shutdown`` flushes and is safe to call twice.  Processors are
 reset in a forked child (the parent's queue is not re-sent) and flushed at exit.
 """
@@ -44,6 +47,7 @@ from traceway.tracing.span import FinishedSpan, LiveSpan
 __all__ = [
     "BatchProcessor",
     "ExportStats",
+    "LiveSpanExporter",
     "SimpleProcessor",
     "SpanExporter",
     "SpanHook",
@@ -60,6 +64,12 @@ class SpanExporter(Protocol):
     def export(self, spans: Sequence[FinishedSpan]) -> bool: ...
 
     def shutdown(self) -> None: ...
+
+
+class LiveSpanExporter(SpanExporter, Protocol):
+    """An exporter that can also take ended :class:`LiveSpan` objects directly."""
+
+    def export_live(self, spans: Sequence[LiveSpan]) -> bool: ...
 
 
 class SpanProcessor(Protocol):
@@ -110,6 +120,10 @@ class SimpleProcessor:
 
     def on_end(self, span: LiveSpan) -> None:
         if not self._shut_down:
+            export_live = None if self.hooks else getattr(self.exporter, "export_live", None)
+            if export_live is not None:
+                export_live((span,))
+                return
             spans = finish_spans((span,), self.hooks)
             if spans:
                 self.exporter.export(spans)
@@ -240,13 +254,18 @@ class BatchProcessor:
         """Export until the queue is empty; False if any batch was not delivered."""
         ok = True
         queue = self._queue
+        export_live = None if self.hooks else getattr(self.exporter, "export_live", None)
         while queue:
             count = min(len(queue), self.export_batch_size)
             batch = [queue.popleft() for _ in range(count)]
             try:
-                spans = finish_spans(batch, self.hooks)
-                self._dropped_by_hooks += count - len(spans)
-                delivered = not spans or self.exporter.export(spans)
+                if export_live is not None:
+                    spans = batch  # type: ignore[assignment]  # only its length is used below
+                    delivered = export_live(batch)
+                else:
+                    spans = finish_spans(batch, self.hooks)
+                    self._dropped_by_hooks += count - len(spans)
+                    delivered = not spans or self.exporter.export(spans)
             except Exception as exc:
                 # Exporters report failure by returning False; raising is a bug.
                 if raise_internal_errors():

@@ -3,7 +3,9 @@
 :func:`encode_spans` builds an ``ExportTraceServiceRequest`` (one resource,
 scope ``traceway``) from :class:`FinishedSpan` values.  Besides a span's own
 attributes it writes ``traceway.span.type`` and, when present,
-``traceway.span.inputs`` / ``traceway.span.outputs`` (JSON text).
+``traceway.span.inputs`` / ``traceway.span.outputs`` (JSON text).  The exporter
+sends the same request written straight to bytes by :func:`encode_request`,
+without building message objects (much cheaper on the export thread).
 
 :class:`OtlpHttpExporter` POSTs gzip-compressed protobuf to an endpoint such
 as ``http://localhost:5000/v1/traces`` (see :func:`traces_url`), one request per
@@ -25,31 +27,27 @@ import http.client
 import os
 import platform
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from traceway.tracing import semconv
 from traceway.tracing._http import HttpResponse, HttpTransport
 from traceway.tracing._internal import logger
-from traceway.tracing.serialize import to_json
-from traceway.tracing.span import FinishedSpan
+from traceway.tracing._otlp_wire import encode_live_request, encode_request
+from traceway.tracing.span import FinishedSpan, LiveSpan
 
-__all__ = ["OtlpHttpExporter", "default_resource_attributes", "encode_spans", "traces_url"]
+__all__ = [
+    "OtlpHttpExporter",
+    "default_resource_attributes",
+    "encode_request",
+    "encode_spans",
+    "traces_url",
+]
 
-_STATUS: Final = {
-    "UNSET": Status.STATUS_CODE_UNSET,
-    "OK": Status.STATUS_CODE_OK,
-    "ERROR": Status.STATUS_CODE_ERROR,
-}
-_INTERNAL: Final = PbSpan.SPAN_KIND_INTERNAL
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
 RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
+_S = TypeVar("_S", FinishedSpan, LiveSpan)
 
 
 def traces_url(tracking_uri: str) -> str:
@@ -71,83 +69,7 @@ def encode_spans(
     spans: Sequence[FinishedSpan], resource_attributes: Mapping[str, Any]
 ) -> ExportTraceServiceRequest:
     """One OTLP request holding ``spans`` under a single resource."""
-    # Messages are filled in place: passing sub-messages to constructors copies them,
-    # which made encoding several times slower.
-    request = ExportTraceServiceRequest()
-    resource_spans = request.resource_spans.add()
-    _fill_attributes(resource_spans.resource.attributes, resource_attributes)
-    scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.name = "traceway"
-    add_span = scope_spans.spans.add
-    for span in spans:
-        _fill_span(add_span(), span)
-    return request
-
-
-def _fill_span(message: PbSpan, span: FinishedSpan) -> None:
-    message.trace_id = bytes.fromhex(span.trace_id)
-    message.span_id = bytes.fromhex(span.span_id)
-    if span.parent_span_id:
-        message.parent_span_id = bytes.fromhex(span.parent_span_id)
-    message.name = span.name
-    message.kind = _INTERNAL
-    message.start_time_unix_nano = span.start_time_ns
-    message.end_time_unix_nano = span.end_time_ns
-    attributes = message.attributes
-    if span.attributes:
-        _fill_attributes(attributes, span.attributes)
-    _fill_string(attributes.add(), semconv.SPAN_TYPE, span.span_type)
-    if span.inputs is not None:
-        _fill_string(attributes.add(), semconv.SPAN_INPUTS, span.inputs)
-    if span.outputs is not None:
-        _fill_string(attributes.add(), semconv.SPAN_OUTPUTS, span.outputs)
-    for event in span.events:
-        event_message = message.events.add()
-        event_message.name = event.name
-        event_message.time_unix_nano = event.timestamp_ns
-        _fill_attributes(event_message.attributes, event.attributes)
-    if span.status != "UNSET":
-        message.status.code = _STATUS.get(span.status, Status.STATUS_CODE_UNSET)
-        if span.status_message:
-            message.status.message = span.status_message
-
-
-def _fill_string(key_value: KeyValue, key: str, value: str) -> None:
-    key_value.key = key
-    key_value.value.string_value = value
-
-
-def _fill_attributes(target: Any, attributes: Mapping[str, Any]) -> None:
-    for key, value in attributes.items():
-        if value is not None:
-            key_value = target.add()
-            key_value.key = key
-            _fill_value(key_value.value, value)
-
-
-def _fill_value(target: AnyValue, value: Any) -> None:
-    if isinstance(value, str):
-        target.string_value = value
-    elif isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        if _INT64_MIN <= value <= _INT64_MAX:
-            target.int_value = value
-        else:
-            target.string_value = str(value)
-    elif isinstance(value, float):
-        target.double_value = value
-    elif isinstance(value, bytes):
-        target.bytes_value = value
-    elif isinstance(value, list | tuple) and all(
-        isinstance(v, str | bool | int | float) for v in value
-    ):
-        values = target.array_value.values
-        for item in value:
-            _fill_value(values.add(), item)
-    else:
-        # Maps and mixed values travel as JSON text, which every backend can show.
-        target.string_value = to_json(value)
+    return ExportTraceServiceRequest.FromString(encode_request(spans, resource_attributes))
 
 
 class OtlpHttpExporter:
@@ -195,14 +117,29 @@ class OtlpHttpExporter:
             groups.setdefault(span.experiment or self.experiment, []).append(span)
         delivered = True
         for experiment, group in groups.items():
-            delivered = self._send(experiment, group) and delivered
+            delivered = self._send(experiment, group, encode_request) and delivered
+        return delivered
+
+    def export_live(self, spans: Sequence[LiveSpan]) -> bool:
+        """:meth:`export` for ended live spans (a processor without span hooks)."""
+        groups: dict[str | None, list[LiveSpan]] = {}
+        for span in spans:
+            groups.setdefault(span._experiment or self.experiment, []).append(span)
+        delivered = True
+        for experiment, group in groups.items():
+            delivered = self._send(experiment, group, encode_live_request) and delivered
         return delivered
 
     def shutdown(self) -> None:
         self._stop.set()
         self._transport.close()
 
-    def _send(self, experiment: str | None, spans: list[FinishedSpan]) -> bool:
+    def _send(
+        self,
+        experiment: str | None,
+        spans: list[_S],
+        encode: Callable[[Sequence[_S], Mapping[str, Any]], bytes],
+    ) -> bool:
         if self._failing:
             # Known to be down: one cheap connection attempt before paying for encoding.
             try:
@@ -219,9 +156,7 @@ class OtlpHttpExporter:
             resource[semconv.RESOURCE_EXPERIMENT] = experiment
             if experiment.isascii() and experiment.isprintable():
                 headers[semconv.EXPERIMENT_HEADER] = experiment
-        body = gzip.compress(
-            encode_spans(spans, resource).SerializeToString(), compresslevel=1, mtime=0
-        )
+        body = gzip.compress(encode(spans, resource), compresslevel=1, mtime=0)
         attempts = 1 if self._failing else self.max_retries + 1
         reason = ""
         for attempt in range(attempts):
