@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -73,6 +74,26 @@ LOG_LEVEL = click.option(
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     help="Log verbosity.",
 )
+REDIS_URL = click.option(
+    "--redis-url",
+    envvar="TRACEWAY_REDIS_URL",
+    help="Redis for the gateway's shared cache and limit counters (redis://HOST:6379/0), "
+    "unless the gateway config names one.",
+)
+
+
+def _policy_defaults(*, redis_url: str | None, require_keys: bool = False) -> None:
+    """Hand the command line's policy options to the gateway settings (and to workers).
+
+    They become the settings' defaults through the environment, which worker
+    processes inherit; a value in the gateway config file wins.
+    """
+    from traceway.gateway.settings import REDIS_URL_ENV, REQUIRE_KEYS_ENV
+
+    if redis_url:
+        os.environ[REDIS_URL_ENV] = redis_url
+    if require_keys:
+        os.environ[REQUIRE_KEYS_ENV] = "1"
 
 
 def _gateway_settings(path: str | None) -> GatewaySettings:
@@ -126,6 +147,14 @@ def main() -> None:
 )
 @click.option("--no-gateway", is_flag=True, help="Serve no gateway (only ingest, API and UI).")
 @click.option(
+    "--require-keys",
+    is_flag=True,
+    envvar="TRACEWAY_REQUIRE_GATEWAY_KEYS",
+    help="Refuse gateway requests without a gateway API key (Authorization: Bearer tw-...), "
+    "unless the gateway config says require_gateway_keys: false.",
+)
+@REDIS_URL
+@click.option(
     "--workers",
     default=1,
     show_default=True,
@@ -146,6 +175,8 @@ def server(
     max_ingest_mb: int,
     gateway_config: str | None,
     no_gateway: bool,
+    require_keys: bool,
+    redis_url: str | None,
     workers: int,
     demo: bool,
     log_level: str,
@@ -159,6 +190,7 @@ def server(
     from traceway.server.app import ServerSettings, create_app
     from traceway.store import StoreError, open_store
 
+    _policy_defaults(redis_url=redis_url, require_keys=require_keys)
     gateway = None if no_gateway else _gateway_settings(gateway_config)
     sock = _bind(host, port)
     try:
@@ -247,16 +279,30 @@ def demo(url: str) -> None:
     envvar="TRACEWAY_EXPORT_TO",
     help="Traceway server URL to send the gateway's traces to (OTLP), e.g. http://localhost:5000.",
 )
+@REDIS_URL
 @LOG_LEVEL
 def gateway(
-    host: str, port: int, config_path: str | None, export_to: str | None, log_level: str
+    host: str,
+    port: int,
+    config_path: str | None,
+    export_to: str | None,
+    redis_url: str | None,
+    log_level: str,
 ) -> None:
-    """Run the gateway alone: stateless, no database, OpenAI-compatible at /v1."""
+    """Run the gateway alone: stateless, no database, OpenAI-compatible at /v1.
+
+    Replicas given the same Redis (--redis-url, or redis_url in the config) share
+    the response cache and the rate-limit and budget counters.
+    """
     from traceway.gateway.standalone import create_standalone_app
 
+    _policy_defaults(redis_url=redis_url)
     settings = _gateway_settings(config_path)
+    try:
+        app = create_standalone_app(settings, export_to=export_to)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     sock = _bind(host, port)
-    app = create_standalone_app(settings, export_to=export_to)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     target = f", traces to {export_to}" if export_to else ", tracing off"
     click.echo(f"Traceway gateway on http://{host}:{port}/v1{target}", err=True)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from traceway.gateway.cache import CachePolicy
 from traceway.gateway.config import (
     DEFAULT_RETRY_STATUS_CODES,
     Group,
@@ -179,7 +180,7 @@ def test_extra_portkey_fields_are_accepted() -> None:
         {
             "provider": "openai",
             "cache": {"mode": "simple"},
-            "input_guardrails": ["pii"],
+            "input_guardrails": [{"default.pii": {"redact": True}}],
             "virtual_key": "vk-1",
         },
         source="inline",
@@ -187,3 +188,14 @@ def test_extra_portkey_fields_are_accepted() -> None:
     assert isinstance(route.root, Leaf)
     assert route.root.virtual_key == "vk-1"
     assert route.root.provider_options == {}
+    # The cache and guardrails are compiled with the route.
+    assert route.cache == CachePolicy(mode="simple")
+    assert route.guardrails is not None
+    assert [hook.id for hook in route.guardrails.before] == ["input_guardrail_0"]
+
+
+def test_cache_and_guardrail_mistakes_are_config_errors() -> None:
+    with pytest.raises(GatewayError, match="invalid config: cache: mode must be"):
+        compile_config({"provider": "mock", "cache": {"mode": "fuzzy"}}, source="inline")
+    with pytest.raises(GatewayError, match="saved guardrail 'pii'"):
+        compile_config({"provider": "mock", "input_guardrails": ["pii"]}, source="inline")

@@ -217,6 +217,8 @@ def test_response_headers_on_success(gw: RunningGateway) -> None:
         "x-portkey-provider": "mock",
         "x-traceway-last-used-option-index": "config",
         "x-portkey-last-used-option-index": "config",
+        "x-traceway-cache-status": "DISABLED",
+        "x-portkey-cache-status": "DISABLED",
     }
 
 

@@ -100,6 +100,7 @@ def test_a_request_is_a_gateway_span_with_an_attempt_span(traced: RunningGateway
             "gen_ai.usage.input_tokens": 9,
             "gen_ai.usage.output_tokens": 2,
             "gen_ai.response.finish_reasons": ["stop"],
+            "traceway.cost.usd": 0.0,  # the mock's price
             "http.response.status_code": 200,
             "traceway.gateway.latency_ms": 0.001,
         },

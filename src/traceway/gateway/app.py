@@ -6,6 +6,13 @@ it through the router and relay the answer: JSON as is, streams event by event.
 ``GET /v1/models`` lists what the gateway can route to.  Every failure is
 OpenAI error JSON.  No framework sits on this path: it is the product's hot path.
 
+Policies (:mod:`traceway.gateway.policies`) sit on it in this order, each one
+skipped at the cost of a test when it is not configured::
+
+    gateway key (401/403) -> route -> limits (429/402) -> input guardrails (446,
+    redaction) -> cache lookup (a hit answers) -> router -> output guardrails
+    (446/246) -> cache store, usage counted -> answer -> spans, metrics
+
 >>> gateway = Gateway(GatewaySettings())   # mount it, or serve it: it is an ASGI app
 """
 
@@ -26,7 +33,6 @@ from traceway.gateway.asgi import (
     Receive,
     Scope,
     Send,
-    close_stream,
     parse_json_object,
     read_body,
     route_path,
@@ -34,20 +40,24 @@ from traceway.gateway.asgi import (
     upstream_headers,
 )
 from traceway.gateway.breaker import BreakerBoard
+from traceway.gateway.cache import HAVE_NUMPY, Embedder, LocalEmbedder, openai_embedder
 from traceway.gateway.errors import GatewayError
 from traceway.gateway.headers import RequestOptions, parse_headers, response_headers
+from traceway.gateway.keys import KeyResolver, presented_gateway_key
+from traceway.gateway.metrics import GatewayMetrics
+from traceway.gateway.policies import Exchange, Policies
 from traceway.gateway.providers.base import (
     CHAT,
     COMPLETIONS,
     EMBEDDINGS,
     RESPONSES,
     Provider,
-    UpstreamError,
     error_body,
 )
 from traceway.gateway.providers.mock import MockProvider
 from traceway.gateway.providers.registry import ProviderRegistry
-from traceway.gateway.router import Call, Outcome, Router
+from traceway.gateway.relay import Answerer
+from traceway.gateway.router import Call, Router
 from traceway.gateway.routes import ConfigLookup, RouteResolver, configured_models
 from traceway.gateway.settings import GatewaySettings
 from traceway.gateway.ssrf import HostGuard
@@ -64,11 +74,6 @@ _ENDPOINTS = {
     "/embeddings": EMBEDDINGS,
     "/responses": RESPONSES,
 }
-_SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
 
 
 class Gateway:
@@ -80,16 +85,23 @@ class Gateway:
         *,
         span_exporter: SpanExporter | None = None,
         config_lookup: ConfigLookup | None = None,
+        key_resolver: KeyResolver | None = None,
         tracer: GatewayTracer | None = None,
         providers: Iterable[Provider] = (),
+        embedder: Embedder | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] | None = None,
     ) -> None:
-        """``tracer``, ``providers``, ``clock``, ``sleep`` and ``rand`` exist for tests."""
+        """``key_resolver`` looks up gateway keys and virtual keys (the server passes its
+        store's); ``embedder`` replaces the semantic cache's (``semantic_embedder``).
+
+        ``tracer``, ``providers``, ``clock``, ``sleep`` and ``rand`` exist for tests.
+        """
         self.settings = settings
         self.providers = ProviderRegistry(providers)
-        self.routes = RouteResolver(settings, config_lookup)
+        self.guard = HostGuard(settings.allowed_custom_hosts, clock=clock)
+        self.routes = RouteResolver(settings, config_lookup, url_guard=self.guard.check)
         if tracer is None:
             tracer = (
                 GatewayTracer(
@@ -112,7 +124,6 @@ class Gateway:
             if breaker.enabled
             else None
         )
-        self.guard = HostGuard(settings.allowed_custom_hosts, clock=clock)
         router_options: dict[str, Any] = {} if rand is None else {"rand": rand}
         self.router = Router(
             self.providers,
@@ -124,12 +135,26 @@ class Gateway:
             backoff_max_ms=settings.retry_backoff_max_ms,
             max_retry_after_s=settings.max_retry_after_s,
             sleep=sleep,
+            key_resolver=key_resolver,
             **router_options,
         )
+        if embedder is None and HAVE_NUMPY:
+            embedder = (
+                openai_embedder(self._embed_request, settings.semantic_embedding_model)
+                if settings.semantic_embedder == "gateway"
+                else LocalEmbedder()
+            )
+        self.policies = Policies(
+            settings, key_resolver=key_resolver, embedder=embedder, clock=clock
+        )
+        self.answers = Answerer(self.policies, self._client)
         self._http: aiohttp.ClientSession | None = None
-        self._streams = 0
-        self._streams_done: asyncio.Event | None = None
         self._models_body: bytes | None = None
+
+    @property
+    def metrics(self) -> GatewayMetrics:
+        """The Prometheus metrics (served by :func:`~traceway.gateway.metrics.metrics_app`)."""
+        return self.policies.metrics
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -154,20 +179,15 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
             trust_env=False,
         )
-        self._streams_done = asyncio.Event()
-        self._streams_done.set()
+        await self.policies.startup([self.routes.default, *self.routes.named.values()])
 
     async def shutdown(self) -> None:
-        """Wait (bounded) for in-flight streams, close the session, flush spans."""
-        if self._streams_done is not None and self._streams:
-            try:
-                async with asyncio.timeout(self.settings.shutdown_grace_s):
-                    await self._streams_done.wait()
-            except TimeoutError:
-                logger.warning("gateway shutdown: %d streams still open, closing", self._streams)
+        """Wait (bounded) for in-flight streams, close the session and stores, flush spans."""
+        await self.answers.wait_for_streams(self.settings.shutdown_grace_s)
         if self._http is not None:
             await self._http.close()
             self._http = None
+        await self.policies.close()
         await asyncio.to_thread(self.tracer.shutdown)
 
     def _client(self) -> aiohttp.ClientSession:
@@ -222,28 +242,43 @@ class Gateway:
     # -- the proxy ------------------------------------------------------------
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send, endpoint: str) -> None:
+        exchange = Exchange(time.perf_counter())
+        policies = self.policies
         span: RequestSpan | None = None
         options: RequestOptions | None = None
         raw = b""
         trace_id = ""
+        model: Any = None
         try:
             raw = await read_body(receive, self.settings.max_body_bytes)
             options = parse_headers(scope["headers"])
             trace_id = options.trace_id or ""
             body = parse_json_object(raw)
+            model = body.get("model")
+            # Read before authorize() takes a gateway key out of ``api_key``.
+            token = presented_gateway_key(options) if policies.limiter is not None else None
+            key = await policies.authorize(options, body) if policies.keys_required else None
             route = self.routes.resolve(options)
-            if not isinstance(body.get("model"), str) and not route.provides_model:
+            if not isinstance(model, str) and not route.provides_model:
                 raise GatewayError(400, "you must provide a model parameter", param="model")
+            rails = route.guardrails
             span = self.tracer.start_request(
                 endpoint=endpoint,
                 raw_body=raw,
                 body=body,
                 options=options,
                 route=route,
+                record_inputs=rails is None or not rails.before,
+                key=key,
             )
             trace_id = span.trace_id
             call = Call(endpoint, body, options, route, span, scope["headers"])
-            outcome = await self.router.run(call)
+            if policies.limiter is not None:
+                exchange.subjects = await policies.admit(token, options, route)
+            ready = None
+            if rails is not None or route.cache is not None:
+                ready = await policies.prepare(call, exchange, self._client)
+            outcome = ready if ready is not None else await self.router.run(call)
         except GatewayError as exc:
             if span is not None:
                 span.end(status=exc.status, body=exc.body(), error=exc.message)
@@ -263,6 +298,7 @@ class Gateway:
                 exc.body(),
                 [*trace, *((k.encode(), v.encode()) for k, v in exc.headers.items())],
             )
+            self._count_failure(endpoint, model, exc.status, exchange)
             return
         except ClientGone:
             return
@@ -272,101 +308,37 @@ class Gateway:
                 span.end(status=500, error=f"{type(exc).__name__}: {exc}")
             body_500 = error_body("The gateway failed to handle the request.", type="server_error")
             await send_json(send, 500, body_500)
+            self._count_failure(endpoint, model, 500, exchange)
             return
-        response = outcome.response
         headers = response_headers(
             provider=outcome.provider,
             trace_id=trace_id,
             retries=outcome.retries,
             option_index=outcome.option_index,
         )
+        headers.extend(exchange.cache_headers)
+        response = outcome.response
         if response.headers:
             headers.extend(upstream_headers(response))
         if response.stream is None:
-            await send_json(send, response.status, response.body, headers)
-            span.end(
-                status=response.status,
-                body=response.body,
-                retries=outcome.retries,
-                attempts=call.attempts,
-            )
-            return
-        await self._relay(receive, send, endpoint, outcome, span, headers, call.attempts)
+            await self.answers.json(send, call, outcome, exchange, headers)
+        else:
+            await self.answers.stream(receive, send, call, outcome, exchange, headers)
 
-    async def _relay(
-        self,
-        receive: Receive,
-        send: Send,
-        endpoint: str,
-        outcome: Outcome,
-        span: RequestSpan,
-        headers: list[tuple[bytes, bytes]],
-        attempts: int,
-    ) -> None:
-        """Forward a stream event by event; stop pulling upstream if the client leaves."""
-        response = outcome.response
-        stream = response.stream
-        assert stream is not None
-        self._streams += 1
-        if self._streams_done is not None:
-            self._streams_done.clear()
-        gone = asyncio.Event()
-        watcher = asyncio.ensure_future(self._watch_disconnect(receive, gone))
-        pieces: list[bytes] | None = [] if span.recording else None
-        error: str | None = None
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": [*_SSE_HEADERS, *headers],
-                }
-            )
-            async for piece in stream:
-                if pieces is not None:
-                    pieces.append(piece)
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
-                if gone.is_set():
-                    error = "client disconnected"
-                    break
-        except UpstreamError as exc:
-            error = exc.message
-            await self._stream_error(send, exc.status, exc.message)
-        except Exception as exc:
-            logger.exception("gateway: stream relay failed")
-            error = f"{type(exc).__name__}: {exc}"
-            await self._stream_error(send, 500, "the stream failed in the gateway")
-        finally:
-            watcher.cancel()
-            await close_stream(stream)
-            self._streams -= 1
-            if not self._streams and self._streams_done is not None:
-                self._streams_done.set()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        result = span.end_stream(endpoint, pieces or (), outcome.attempt, error)
-        span.end(
-            status=response.status,
-            result=result,
-            error=error,
-            retries=outcome.retries,
-            attempts=attempts,
-        )
+    def _count_failure(self, endpoint: str, model: Any, status: int, exchange: Exchange) -> None:
+        latency = time.perf_counter() - exchange.started
+        shown = model if isinstance(model, str) else None
+        self.metrics.record_request(None, shown, endpoint, status, latency)
 
-    @staticmethod
-    async def _stream_error(send: Send, status: int, message: str) -> None:
-        # Headers are gone already: OpenAI reports mid-stream failures as an error event.
-        event = error_body(message, type="server_error", code=str(status))
-        await send(
-            {"type": "http.response.body", "body": b"data: " + event + b"\n\n", "more_body": True}
-        )
-
-    @staticmethod
-    async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                gone.set()
-                return
+    async def _embed_request(self, body: dict[str, Any]) -> Any:
+        """An embeddings call for the semantic cache, routed by this gateway (untraced)."""
+        name = self.settings.semantic_embedding_config
+        route = self.routes.named[name] if name else self.routes.default
+        call = Call(EMBEDDINGS, body, RequestOptions(), route, RequestSpan(""))
+        outcome = await self.router.run(call)
+        if not outcome.ok:
+            raise RuntimeError(f"the embeddings route answered HTTP {outcome.response.status}")
+        return orjson.loads(outcome.response.body)
 
     # -- models ---------------------------------------------------------------
 

@@ -16,6 +16,11 @@ the compiled, immutable :class:`Leaf` / :class:`Group` tree.  ``retry``,
 ``request_timeout`` and ``override_params`` are inherited by nested targets, as
 in Portkey.  Fields this gateway does not know (provider settings such as
 Azure's ``deployment_id``) are kept and handed to the provider.
+
+The top level may also turn on the response cache (``cache``, see
+:mod:`traceway.gateway.cache`) and guardrails (``input_guardrails`` /
+``output_guardrails`` or ``before_request_hooks`` / ``after_request_hooks``, see
+:mod:`traceway.gateway.guardrails`); both are compiled here, once per config.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from traceway.gateway.cache import CachePolicy
 from traceway.gateway.conditions import Predicate, QueryError, compile_query
 from traceway.gateway.errors import GatewayError
+from traceway.gateway.guardrails import GuardrailSet
+from traceway.gateway.guardrails.context import UrlGuard
 
 __all__ = [
     "DEFAULT_RETRY_STATUS_CODES",
@@ -85,7 +93,7 @@ class RouteConfig(BaseModel):
     strategy: StrategyConfig | None = None
     targets: list[RouteConfig] | None = None
     forward_headers: list[str] | None = None
-    # Accepted now, acted on by later layers (cache, guardrails, hooks).
+    # Validated by their own modules when the config is compiled (top level only).
     cache: Any = None
     input_guardrails: Any = None
     output_guardrails: Any = None
@@ -181,6 +189,8 @@ class Route:
     source: str  # "default", "provider-header", "inline", "config:<id>"
     trusted: bool  # written by the operator: custom hosts skip the SSRF check
     provides_model: bool  # some target sets ``override_params.model``
+    cache: CachePolicy | None = None  # the top level's ``cache``; None: no caching
+    guardrails: GuardrailSet | None = None  # None: the config declares none
 
     @property
     def strategy(self) -> str:
@@ -269,10 +279,13 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def compile_config(data: Any, *, source: str, trusted: bool = False) -> Route:
+def compile_config(
+    data: Any, *, source: str, trusted: bool = False, url_guard: UrlGuard | None = None
+) -> Route:
     """Validate a config (a dict in Portkey's shape) and compile it.
 
     Raises :class:`GatewayError` (400) with every validation problem named.
+    ``url_guard`` checks the URLs of an untrusted config's guardrail webhooks (SSRF).
 
     >>> route = compile_config({"provider": "mock"}, source="inline")
     >>> (route.strategy, route.root.provider)
@@ -285,4 +298,11 @@ def compile_config(data: Any, *, source: str, trusted: bool = False) -> Route:
     except ValidationError as exc:
         raise GatewayError(400, f"invalid config: {_describe(exc)}", param="config") from exc
     root = _compile_node(cfg, "config", _Inherited())
-    return Route(root=root, source=source, trusted=trusted, provides_model=_provides_model(root))
+    return Route(
+        root=root,
+        source=source,
+        trusted=trusted,
+        provides_model=_provides_model(root),
+        cache=CachePolicy.from_config(cfg.cache),
+        guardrails=GuardrailSet.from_config(data, url_guard=None if trusted else url_guard),
+    )

@@ -8,6 +8,13 @@ ever compare status codes.  Mistakes in the request or config raise
 Retries use exponential backoff with full jitter (``random() * min(max, base *
 2**n)``) unless the config honours the upstream's ``retry-after``; the sleep and
 the random source are injected so tests neither wait nor flake.
+
+A target that names a virtual key (``virtual_key`` in the config, or the
+``x-traceway-virtual-key`` header) takes its provider, API key, host and provider
+settings from the key's stored credentials, looked up through the injected
+:class:`~traceway.gateway.keys.KeyResolver`.  Such a request may not also name a
+custom host (unless an operator's config does): the stored secret only ever
+travels to the host stored with it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from traceway.gateway.breaker import BreakerBoard, breaker_key
 from traceway.gateway.config import Group, Leaf, Node, Retry, Route
 from traceway.gateway.errors import GatewayError
 from traceway.gateway.headers import RequestOptions
+from traceway.gateway.keys import KeyResolver, virtual_key_credentials
 from traceway.gateway.providers.base import (
     Provider,
     UpstreamError,
@@ -81,13 +89,25 @@ class Outcome:
     provider: str | None
     option_index: str
     retries: int = 0
-    #: The answering attempt's span, left open while its stream is relayed.
+    #: The span of the attempt that answered 2xx, left open: the app ends it once the
+    #: answer (or its stream) is complete, with the call's cost.
     attempt: AttemptSpan | None = None
     skipped: bool = False  # the target's circuit was open; it was not tried
+    model: str | None = None  # the model the answering target was asked for
 
     @property
     def ok(self) -> bool:
         return 200 <= self.response.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    name: str
+    provider: Provider
+    api_key: str | None
+    host: str | None
+    check_host: bool  # not from an operator's config: vet it against the SSRF rules
+    provider_options: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -120,8 +140,10 @@ class Router:
         max_retry_after_s: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        key_resolver: KeyResolver | None = None,
     ) -> None:
         self._providers = providers
+        self._keys = key_resolver
         self._http = http
         self._guard = guard
         self._breakers = breakers
@@ -189,19 +211,56 @@ class Router:
             400, "no conditional route matched and the config has no default", code="no_route"
         )
 
-    def _provider(self, call: Call, leaf: Leaf) -> tuple[str, Provider]:
-        name = leaf.provider or call.options.provider
+    def _provider(self, name: str | None) -> Provider:
         if not name:
-            if leaf.virtual_key or call.options.virtual_key:
-                raise GatewayError(
-                    400, "virtual keys are not available on this gateway; name a provider"
-                )
             raise GatewayError(400, "no provider: set x-traceway-provider or a config")
         provider = self._providers.get(name)
         if provider is None:
             known = ", ".join(self._providers.names())
             raise GatewayError(400, f"unknown provider {name!r} (known: {known})", param="provider")
-        return name, provider
+        return provider
+
+    def _target(self, call: Call, leaf: Leaf) -> _Target:
+        """Where a leaf sends the request: its provider, key, host and provider settings."""
+        options = call.options
+        named = leaf.provider or options.provider
+        host = leaf.custom_host or options.custom_host
+        return _Target(
+            name=named or "",
+            provider=self._provider(named),
+            api_key=leaf.api_key or options.api_key,
+            host=host,
+            check_host=host is not None and not (leaf.custom_host and call.route.trusted),
+            provider_options={**options.provider_options, **leaf.provider_options}
+            if leaf.provider_options
+            else options.provider_options,
+        )
+
+    async def _virtual_target(self, call: Call, leaf: Leaf, slug: str) -> _Target:
+        """A leaf's target as its virtual key's stored credentials define it."""
+        options = call.options
+        credentials = await virtual_key_credentials(self._keys, slug)
+        trusted_host = leaf.custom_host if call.route.trusted else None
+        if (leaf.custom_host and not trusted_host) or options.custom_host:
+            raise GatewayError(
+                400,
+                "a request using a virtual key may not name a custom host: "
+                "the key's requests go to the host stored with it",
+                param="custom_host",
+            )
+        host = trusted_host or credentials.custom_host
+        return _Target(
+            name=credentials.provider,
+            provider=self._provider(credentials.provider),
+            api_key=leaf.api_key or credentials.api_key,
+            host=host,
+            check_host=trusted_host is None and host is not None,
+            provider_options={
+                **options.provider_options,
+                **credentials.provider_options,
+                **leaf.provider_options,
+            },
+        )
 
     def _forward_headers(self, call: Call, leaf: Leaf) -> dict[str, str]:
         headers = dict(call.options.forward_headers)
@@ -214,11 +273,16 @@ class Router:
         return headers
 
     async def _leaf(self, call: Call, leaf: Leaf) -> Outcome:
-        name, provider = self._provider(call, leaf)
-        host = leaf.custom_host or call.options.custom_host
-        if host is not None and not (leaf.custom_host and call.route.trusted):
+        slug = leaf.virtual_key or call.options.virtual_key
+        # Without a key store a named provider wins and the virtual key is ignored.
+        if slug and (self._keys is not None or not (leaf.provider or call.options.provider)):
+            target = await self._virtual_target(call, leaf, slug)
+        else:
+            target = self._target(call, leaf)
+        name, provider, host, api_key = target.name, target.provider, target.host, target.api_key
+        if target.check_host:
+            assert host is not None
             await self._guard.check(host)
-        api_key = leaf.api_key or call.options.api_key
         breakers = None if provider.local else self._breakers
         key = breaker_key(name, host, api_key) if breakers is not None else ""
         if breakers is not None and not breakers.allow(key):
@@ -231,7 +295,6 @@ class Router:
         body = call.body if not leaf.override_params else {**call.body, **leaf.override_params}
         timeout_ms = leaf.timeout_ms or call.options.request_timeout_ms or self._default_timeout_ms
         timeout_s = timeout_ms / 1000 if timeout_ms else None
-        options = call.options.provider_options
         request = UpstreamRequest(
             endpoint=call.endpoint,
             body=body,
@@ -241,9 +304,7 @@ class Router:
             extra_headers=self._forward_headers(call, leaf)
             if call.options.forward_headers or leaf.forward_headers
             else {},
-            provider_options={**options, **leaf.provider_options}
-            if leaf.provider_options
-            else options,
+            provider_options=target.provider_options,
         )
         retry = leaf.retry
         retries = 0
@@ -262,16 +323,15 @@ class Router:
             if breakers is not None:
                 breakers.record(key, response.status)
             if 200 <= response.status < 300:
-                if response.stream is None:
-                    attempt.end(response)
-                    return Outcome(response, name, leaf.path, retries)
-                return Outcome(response, name, leaf.path, retries, attempt=attempt)
+                return Outcome(
+                    response, name, leaf.path, retries, attempt=attempt, model=request.model
+                )
             attempt.end(response)
             if retries < retry.attempts and response.status in retry.on_status_codes:
                 await self._sleep(self._delay(retries, response, retry))
                 retries += 1
                 continue
-            return Outcome(response, name, leaf.path, retries)
+            return Outcome(response, name, leaf.path, retries, model=request.model)
 
     async def _send(
         self,

@@ -16,6 +16,7 @@ import orjson
 
 from traceway.gateway.config import Group, Leaf, Node, Route, compile_config
 from traceway.gateway.errors import GatewayError
+from traceway.gateway.guardrails.context import UrlGuard
 from traceway.gateway.headers import RequestOptions
 from traceway.gateway.settings import GatewaySettings
 
@@ -31,9 +32,15 @@ class RouteResolver:
     """Turns a request's options into a compiled :class:`Route`."""
 
     def __init__(
-        self, settings: GatewaySettings, config_lookup: ConfigLookup | None = None
+        self,
+        settings: GatewaySettings,
+        config_lookup: ConfigLookup | None = None,
+        *,
+        url_guard: UrlGuard | None = None,
     ) -> None:
+        """``url_guard`` vets the webhook URLs of configs that requests bring (SSRF)."""
         self._lookup = config_lookup
+        self._url_guard = url_guard
         self.named: dict[str, Route] = {
             name: compile_config(cfg, source=f"config:{name}", trusted=True)
             for name, cfg in settings.configs.items()
@@ -66,15 +73,14 @@ class RouteResolver:
             return route
         return self.default
 
-    @staticmethod
-    def _compile_inline(text: str) -> Route:
+    def _compile_inline(self, text: str) -> Route:
         try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise GatewayError(
                 400, f"x-traceway-config is not valid JSON: {exc}", param="config"
             ) from exc
-        return compile_config(data, source="inline")
+        return compile_config(data, source="inline", url_guard=self._url_guard)
 
     def _saved(self, config_id: str) -> Route:
         named = self.named.get(config_id)
@@ -85,7 +91,7 @@ class RouteResolver:
             raise GatewayError(
                 400, f"unknown config {config_id!r}", param="config", code="config_not_found"
             )
-        return compile_config(data, source=f"config:{config_id}")
+        return compile_config(data, source=f"config:{config_id}", url_guard=self._url_guard)
 
 
 def _models(node: Node, out: dict[str, str]) -> None:

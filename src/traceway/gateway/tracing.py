@@ -1,4 +1,4 @@
-"""The gateway's spans: one GATEWAY span per request, one child span per attempt.
+"""The gateway's spans: one GATEWAY span per request, child spans per attempt and policy.
 
 This is the only module of the gateway that knows the tracing SDK; the request
 path talks to :class:`RequestSpan` and :class:`AttemptSpan` only.  With no
@@ -11,16 +11,25 @@ has ended.  The request span holds the request and the answer; attempt spans hol
 what differs (the body a target's ``override_params`` changed, a failed attempt's
 error) plus the GenAI attributes, so nothing big is recorded twice.
 
+Policies add their own children: a CACHE span for the cache lookup
+(``traceway.cache.status``) and a GUARDRAIL span per guardrail hook that ran
+(``traceway.guardrail.verdict``: ``pass`` or ``fail``, its check results as
+outputs).  The attempt that answered carries the call's ``traceway.cost.usd``;
+the request span does not, so the store counts the cost once.
+
 Keys and other secrets are never put on a span: the provider key, virtual key and
 gateway key stay in :class:`RequestOptions`, which is not recorded, and custom
-hosts are not recorded either (they may carry credentials).
+hosts are not recorded either (they may carry credentials).  When input
+guardrails run, the request span records the request as the guardrails let it
+through (redacted), never the raw body; guardrail results are recorded without
+the excerpts of checked text some checks report.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -30,8 +39,8 @@ from traceway.gateway.config import Route
 from traceway.gateway.errors import GatewayError
 from traceway.gateway.genai import error_message, parse_body, response_attributes
 from traceway.gateway.headers import RequestOptions
+from traceway.gateway.keys import GatewayKeyInfo
 from traceway.gateway.providers.base import CHAT, COMPLETIONS, EMBEDDINGS, UpstreamResponse
-from traceway.gateway.streams import aggregate_stream
 from traceway.tracing import semconv
 from traceway.tracing._internal import handle_internal_error
 from traceway.tracing.export import BatchProcessor, SpanExporter, SpanProcessor
@@ -58,9 +67,41 @@ ATTEMPTS = "traceway.gateway.attempts"
 FALLBACK_REASON = "traceway.gateway.fallback_reason"
 LATENCY_MS = "traceway.gateway.latency_ms"
 HTTP_STATUS = "http.response.status_code"
+KEY_ID = "traceway.gateway.key_id"
+KEY_NAME = "traceway.gateway.key_name"
+# Read by the UI's gateway dashboard (traceway.store.dashboard): keep the names.
+CACHE_STATUS = "traceway.cache.status"
+GUARDRAIL_VERDICT = "traceway.guardrail.verdict"
+CACHE_MODE = "traceway.cache.mode"
+CACHE_SIMILARITY = "traceway.cache.similarity"
+GUARDRAIL_HOOK = "traceway.guardrail.hook"
+GUARDRAIL_EVENT = "traceway.guardrail.event"
+GUARDRAIL_DENY = "traceway.guardrail.deny"
+#: Keys of a check's ``data`` that repeat the checked text: not recorded.
+_TEXT_KEYS = frozenset({"textExcerpt", "matchDetails"})
 
 _SPAN_TYPES = {CHAT: SpanType.CHAT_MODEL, COMPLETIONS: SpanType.LLM, EMBEDDINGS: SpanType.EMBEDDING}
 _OPERATIONS = {CHAT: "chat", COMPLETIONS: "text_completion", EMBEDDINGS: "embeddings"}
+
+
+def scrub_hook_results(results: Any) -> Any:
+    """Guardrail results (a list of hooks, or Portkey's ``hook_results``) without text excerpts."""
+    if isinstance(results, dict):
+        return {key: scrub_hook_results(value) for key, value in results.items()}
+    if not isinstance(results, list):
+        return results
+    hooks = []
+    for hook in results:
+        if isinstance(hook, dict) and isinstance(hook.get("checks"), list):
+            checks = [
+                {**check, "data": {k: v for k, v in check["data"].items() if k not in _TEXT_KEYS}}
+                if isinstance(check, dict) and isinstance(check.get("data"), dict)
+                else check
+                for check in hook["checks"]
+            ]
+            hook = {**hook, "checks": checks}
+        hooks.append(hook)
+    return hooks
 
 
 class AttemptSpan:
@@ -68,10 +109,18 @@ class AttemptSpan:
 
     __slots__ = ()
 
-    def end(self, response: UpstreamResponse) -> None:
-        """End with a complete (non-streaming or error) response."""
+    def end(
+        self, response: UpstreamResponse, *, result: Any = None, cost_usd: float | None = None
+    ) -> None:
+        """End with a complete (non-streaming or error) response.
 
-    def end_stream(self, result: dict[str, Any] | None, error: str | None) -> None:
+        ``result`` is the answer already parsed (it is parsed here otherwise);
+        ``cost_usd`` what the call cost.
+        """
+
+    def end_stream(
+        self, result: dict[str, Any] | None, error: str | None, cost_usd: float | None = None
+    ) -> None:
         """End after the stream this attempt answered with has been relayed."""
 
 
@@ -108,16 +157,27 @@ class RequestSpan:
         error: str | None = None,
         retries: int = 0,
         attempts: int = 0,
+        guarded: bool = False,
     ) -> None:
-        """End the request: ``body`` is the JSON sent back, ``result`` an aggregated stream."""
+        """End the request: ``body`` is the JSON sent back, ``result`` an aggregated stream.
 
-    def end_stream(
-        self, endpoint: str, pieces: Sequence[bytes], attempt: AttemptSpan | None, error: str | None
-    ) -> dict[str, Any] | None:
-        """Aggregate a relayed stream for the spans; returns the aggregate (``None`` here)."""
-        if attempt is not None:
-            attempt.end_stream(None, error)
-        return None
+        ``guarded``: the body may hold guardrail ``hook_results`` (recorded scrubbed).
+        """
+
+    def now(self) -> int:
+        """The tracer's clock (ns), to time a policy step; 0 when not recording."""
+        return 0
+
+    def set_request(self, body: dict[str, Any]) -> None:
+        """Record ``body`` as the request (what the input guardrails let through)."""
+
+    def record_cache(
+        self, started_ns: int, status: str, mode: str, similarity: float | None = None
+    ) -> None:
+        """Record a cache lookup that began at ``started_ns`` as a CACHE span."""
+
+    def record_guardrails(self, started_ns: int, event: str, results: list[dict[str, Any]]) -> None:
+        """Record each guardrail hook that ran (Portkey-shaped results) as a GUARDRAIL span."""
 
 
 _NOOP_ATTEMPT = AttemptSpan()
@@ -185,10 +245,16 @@ class _LiveAttempt(AttemptSpan):
         span.end(now)
 
     @_telemetry(_nothing)
-    def end(self, response: UpstreamResponse) -> None:
-        result = parse_body(response.body)
+    def end(
+        self, response: UpstreamResponse, *, result: Any = None, cost_usd: float | None = None
+    ) -> None:
+        if result is None:
+            result = parse_body(response.body)
         if 200 <= response.status < 300:
-            self._finish(response.status, response_attributes(result), None)
+            attributes = response_attributes(result)
+            if cost_usd is not None:
+                attributes[semconv.COST_USD] = cost_usd
+            self._finish(response.status, attributes, None)
             return
         # A failed attempt's answer appears nowhere else: keep it.
         if response.body:
@@ -196,8 +262,13 @@ class _LiveAttempt(AttemptSpan):
         self._finish(response.status, {}, error_message(result, response.status))
 
     @_telemetry(_nothing)
-    def end_stream(self, result: dict[str, Any] | None, error: str | None) -> None:
-        self._finish(200, response_attributes(result) if result is not None else {}, error)
+    def end_stream(
+        self, result: dict[str, Any] | None, error: str | None, cost_usd: float | None = None
+    ) -> None:
+        attributes = response_attributes(result) if result is not None else {}
+        if cost_usd is not None:
+            attributes[semconv.COST_USD] = cost_usd
+        self._finish(200, attributes, error)
 
 
 class _LiveRequest(RequestSpan):
@@ -267,6 +338,7 @@ class _LiveRequest(RequestSpan):
         error: str | None = None,
         retries: int = 0,
         attempts: int = 0,
+        guarded: bool = False,
     ) -> None:
         span = self._span
         # Provider, target and model are on the attempt spans.
@@ -279,21 +351,65 @@ class _LiveRequest(RequestSpan):
         if result is not None:
             span.set_outputs(result)
         elif body:
-            span.set_outputs(orjson.Fragment(body))
+            parsed = parse_body(body) if guarded else None
+            if isinstance(parsed, dict) and "hook_results" in parsed:
+                parsed["hook_results"] = scrub_hook_results(parsed["hook_results"])
+                span.set_outputs(parsed)
+            else:
+                span.set_outputs(orjson.Fragment(body))
         if error is None and status < 400:
             span.set_status("OK")
         else:
             span.set_status("ERROR", error or error_message(parse_body(body or b""), status))
         span.end()
 
+    def now(self) -> int:
+        return self._tracer.clock()
+
     @_telemetry(_nothing)
-    def end_stream(
-        self, endpoint: str, pieces: Sequence[bytes], attempt: AttemptSpan | None, error: str | None
-    ) -> dict[str, Any] | None:
-        result = aggregate_stream(endpoint, pieces)
-        if attempt is not None:
-            attempt.end_stream(result, error)
-        return result
+    def set_request(self, body: dict[str, Any]) -> None:
+        self._span.set_inputs(body)
+        self._body = body  # attempts that send this body need not record it again
+
+    def _child(
+        self, name: str, span_type: str, attributes: dict[str, Any], started_ns: int
+    ) -> LiveSpan:
+        return self._tracer.start(name, span_type, self._span, attributes, started_ns or None)
+
+    @_telemetry(_nothing)
+    def record_cache(
+        self, started_ns: int, status: str, mode: str, similarity: float | None = None
+    ) -> None:
+        attributes: dict[str, Any] = {CACHE_STATUS: status, CACHE_MODE: mode}
+        if similarity is not None:
+            attributes[CACHE_SIMILARITY] = similarity
+        span = self._child("cache lookup", SpanType.CACHE, attributes, started_ns)
+        span.set_status("OK")
+        span.end()
+
+    @_telemetry(_nothing)
+    def record_guardrails(self, started_ns: int, event: str, results: list[dict[str, Any]]) -> None:
+        ended = self._tracer.clock()
+        for result in results:
+            if result.get("skipped"):
+                continue  # it did not run
+            passed = bool(result.get("verdict"))
+            attributes: dict[str, Any] = {
+                GUARDRAIL_VERDICT: "pass" if passed else "fail",
+                GUARDRAIL_HOOK: str(result.get("id")),
+                GUARDRAIL_EVENT: event,
+            }
+            if result.get("deny"):
+                attributes[GUARDRAIL_DENY] = True
+            span = self._child(
+                f"guardrail {result.get('id')}", SpanType.GUARDRAIL, attributes, started_ns
+            )
+            span.set_outputs(scrub_hook_results([result])[0])
+            if passed:
+                span.set_status("OK")
+            else:
+                span.set_status("ERROR", "denied" if result.get("deny") else "checks failed")
+            span.end(ended)
 
 
 class GatewayTracer:
@@ -309,7 +425,9 @@ class GatewayTracer:
         sample_rate: float = 1.0,
     ) -> None:
         if tracer is None and processor is None and exporter is not None:
-            processor = BatchProcessor(exporter)
+            # No redaction hook: gateway spans never hold keys (see the module docstring),
+            # and without hooks ended spans are encoded as they are, with no conversion.
+            processor = BatchProcessor(exporter, hooks=())
         if tracer is None and processor is not None:
             tracer = Tracer(processor, experiment=experiment, sampling_ratio=sample_rate)
         self._tracer = tracer
@@ -332,8 +450,14 @@ class GatewayTracer:
         body: dict[str, Any],
         options: RequestOptions,
         route: Route,
+        record_inputs: bool = True,
+        key: GatewayKeyInfo | None = None,
     ) -> RequestSpan:
-        """Start the GATEWAY span of a request (continuing its ``traceparent``, if any)."""
+        """Start the GATEWAY span of a request (continuing its ``traceparent``, if any).
+
+        ``record_inputs=False`` leaves the inputs to :meth:`RequestSpan.set_request`
+        (input guardrails may redact the request); ``key`` is the verified gateway key.
+        """
         tracer = self._tracer
         if tracer is None:
             return RequestSpan(options.trace_id or os.urandom(16).hex())
@@ -345,12 +469,16 @@ class GatewayTracer:
             attributes[TRACE_ID_HEADER] = options.trace_id
         if options.metadata:
             attributes[semconv.TRACE_METADATA] = options.metadata
+        if key is not None:
+            attributes[KEY_ID] = key.key_id
+            attributes[KEY_NAME] = key.name
         span = tracer.start(
             f"gateway {endpoint}", SpanType.GATEWAY, self._parent(options), attributes
         )
         if not span.is_recording():  # not sampled: nothing more to pay for
             return RequestSpan(options.trace_id or span.trace_id)
-        span.set_inputs(orjson.Fragment(raw_body))
+        if record_inputs:
+            span.set_inputs(orjson.Fragment(raw_body))
         return _LiveRequest(tracer, span, endpoint, body, options.trace_id or span.trace_id)
 
     @_telemetry(_fresh_trace_id)

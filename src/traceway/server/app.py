@@ -6,6 +6,7 @@ gateway's hot path never passes through the REST API's framework or middleware:
 
 - ``POST /v1/traces``  → OTLP ingest
 - ``/v1/...``          → the gateway (when enabled)
+- ``/metrics``         → the gateway's Prometheus metrics (when enabled)
 - ``/version``, ``/api/2.0/mlflow/...``, ``/api/3.0/mlflow/...`` → MLflow's tracking API
 - ``/api/...``         → the REST API (FastAPI, OpenAPI at ``/api/openapi.json``)
 - anything else        → the web UI
@@ -20,6 +21,7 @@ from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from traceway.gateway.app import Gateway
+from traceway.gateway.metrics import metrics_app
 from traceway.gateway.settings import GatewaySettings
 from traceway.server.api import create_api
 from traceway.server.ingest import ExperimentCache, OtlpIngest
@@ -27,6 +29,7 @@ from traceway.server.mlflow_api import MLFLOW_PATH_PREFIXES, create_mlflow_api
 from traceway.server.span_sink import StoreSpanExporter
 from traceway.server.ui import create_ui
 from traceway.store import Store
+from traceway.store.keys import KeyStore, StoreKeyResolver
 
 __all__ = ["ServerSettings", "TracewayServer", "create_app"]
 
@@ -66,8 +69,10 @@ class _Dispatcher:
         startup: list[Hook],
         shutdown: list[Hook],
         mlflow: ASGIApp | None = None,
+        metrics: ASGIApp | None = None,
     ) -> None:
         self._ingest = ingest
+        self._metrics = metrics
         self._mlflow = mlflow
         self._api = api
         self._ui = ui
@@ -93,6 +98,8 @@ class _Dispatcher:
             await self._mlflow(scope, receive, send)
         elif path.startswith("/api/"):
             await self._api(scope, receive, send)
+        elif path == "/metrics" and self._metrics is not None:
+            await self._metrics(scope, receive, send)
         else:
             await self._ui(scope, receive, send)
 
@@ -126,19 +133,25 @@ def create_app(
     ingest = OtlpIngest(store, experiments, max_body_bytes=settings.max_ingest_bytes)
     ingest_router = Router(routes=[Route("/v1/traces", ingest.handle, methods=["POST"])])
     server = TracewayServer(app=ingest_router, store=store, experiments=experiments)
+    keys = KeyStore.for_store(store)
+    metrics = None
     if settings.gateway is not None:
         server.gateway = Gateway(
-            settings.gateway, span_exporter=StoreSpanExporter(store, experiments)
+            settings.gateway,
+            span_exporter=StoreSpanExporter(store, experiments),
+            key_resolver=StoreKeyResolver(keys),
         )
         server.startup_hooks.append(server.gateway.startup)
         server.shutdown_hooks.append(server.gateway.shutdown)
+        metrics = metrics_app(server.gateway.metrics)
     server.app = _Dispatcher(
         ingest=ingest_router,
-        api=create_api(store),
+        api=create_api(store, keys=keys),
         ui=ui or create_ui(store),
         gateway=server.gateway,
         startup=server.startup_hooks,
         shutdown=server.shutdown_hooks,
         mlflow=create_mlflow_api(store, experiments),
+        metrics=metrics,
     )
     return server
