@@ -246,11 +246,12 @@ def _span_attribute(key: str, value: Any) -> bytes:
         lists = _one_str_lists.get(key)
         if lists is None:
             lists = _bounded(_one_str_lists)[key] = {}
-        field = lists.get(value[0])
-        if field is None:
-            field = _key_value(_SPAN_ATTRIBUTES, key, value)
-            if len(lists) < _MAX_VALUES_PER_KEY:
-                lists[value[0]] = field
+        cached: bytes | None = lists.get(value[0])
+        if cached is not None:
+            return cached
+        field = _key_value(_SPAN_ATTRIBUTES, key, value)
+        if len(lists) < _MAX_VALUES_PER_KEY:
+            lists[value[0]] = field
         return field
     return _key_value(_SPAN_ATTRIBUTES, key, value)
 
@@ -334,8 +335,8 @@ def _span_body(
             values = str_fields.get(key)
             field = values.get(value) if values is not None else None
         elif cls is int:
-            values = int_fields.get(key)
-            field = values.get(value) if values is not None else None
+            int_values = int_fields.get(key)
+            field = int_values.get(value) if int_values is not None else None
         elif cls is float:
             prefix = double_prefixes.get(key)
             field = prefix + pack_double(value) if prefix is not None else None

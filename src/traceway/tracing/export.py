@@ -260,11 +260,12 @@ class BatchProcessor:
             batch = [queue.popleft() for _ in range(count)]
             try:
                 if export_live is not None:
-                    spans = batch  # type: ignore[assignment]  # only its length is used below
+                    settled = len(batch)
                     delivered = export_live(batch)
                 else:
                     spans = finish_spans(batch, self.hooks)
                     self._dropped_by_hooks += count - len(spans)
+                    settled = len(spans)
                     delivered = not spans or self.exporter.export(spans)
             except Exception as exc:
                 # Exporters report failure by returning False; raising is a bug.
@@ -273,11 +274,11 @@ class BatchProcessor:
                 else:
                     logger.exception("traceway: internal error while exporting; batch dropped")
                 delivered = False
-                spans = batch  # type: ignore[assignment]  # only its length is used below
+                settled = len(batch)
             if delivered:
-                self._exported += len(spans)
+                self._exported += settled
             else:
-                self._failed += len(spans)
+                self._failed += settled
                 ok = False
         return ok
 
