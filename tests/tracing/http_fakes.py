@@ -92,10 +92,15 @@ class OtlpSink:
         return Reply(status, headers={"Content-Type": "application/x-protobuf"})
 
     def decoded(self) -> list[ExportTraceServiceRequest]:
-        """The successfully answered requests, gunzipped and parsed."""
+        """The requests received, gunzipped when compressed, and parsed."""
         with self.lock:
             requests = list(self.requests)
-        return [ExportTraceServiceRequest.FromString(gzip.decompress(r.body)) for r in requests]
+        return [
+            ExportTraceServiceRequest.FromString(
+                gzip.decompress(r.body) if r.headers.get("content-encoding") == "gzip" else r.body
+            )
+            for r in requests
+        ]
 
     def span_names(self) -> list[str]:
         return [

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import logging
 import time
 from typing import Any
 
 import pytest
 from google.protobuf.json_format import MessageToDict
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import traceway
 from traceway.tracing import config
+from traceway.tracing._http import HttpResponse, HttpTransport
 from traceway.tracing.otlp import OtlpHttpExporter, encode_spans, traces_url
 from traceway.tracing.span import SpanEvent
 
@@ -127,7 +130,7 @@ def test_encode_spans_builds_the_whole_otlp_request() -> None:
     }
 
 
-def test_sdk_posts_gzipped_protobuf_with_the_experiment(
+def test_sdk_posts_protobuf_with_the_experiment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
@@ -146,9 +149,10 @@ def test_sdk_posts_gzipped_protobuf_with_the_experiment(
 
     [request] = sink.requests
     assert (request.method, request.path) == ("POST", "/v1/traces")
-    assert {k: request.headers[k] for k in ("content-type", "content-encoding")} == {
+    # Not compressed: the server is on this machine (see the compression test below).
+    assert {k: request.headers.get(k) for k in ("content-type", "content-encoding")} == {
         "content-type": "application/x-protobuf",
-        "content-encoding": "gzip",
+        "content-encoding": None,
     }
     assert request.headers["x-traceway-experiment"] == "exp-1"
     [decoded] = sink.decoded()
@@ -180,6 +184,64 @@ def test_changing_the_tracking_uri_redirects_later_exports() -> None:
         assert traceway.flush()
         config.reset()
     assert (first.span_names(), second.span_names()) == (["one"], ["two"])
+
+
+class RecordingTransport(HttpTransport):
+    """Answers 200 to everything and keeps each request's URL, headers and body."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, dict[str, str], bytes]] = []
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HttpResponse:
+        self.sent.append((url, dict(headers or {}), body or b""))
+        return HttpResponse(200)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "compression", "gzipped"),
+    [
+        ("https://traces.example.com/v1/traces", "auto", True),
+        ("http://10.1.2.3:5000/v1/traces", "auto", True),
+        ("http://127.0.0.1:5000/v1/traces", "auto", False),
+        ("http://127.8.0.1:5000/v1/traces", "auto", False),
+        ("http://[::1]:5000/v1/traces", "auto", False),
+        ("http://localhost:5000/v1/traces", "auto", False),
+        ("http://127.0.0.1:5000/v1/traces", "gzip", True),
+        ("https://traces.example.com/v1/traces", "none", False),
+    ],
+)
+def test_gzip_unless_the_endpoint_is_on_this_machine(
+    endpoint: str, compression: Any, gzipped: bool
+) -> None:
+    transport = RecordingTransport()
+    exporter = OtlpHttpExporter(
+        endpoint,
+        compression=compression,
+        resource_attributes={"service.name": "s"},
+        transport=transport,
+    )
+    assert exporter.export([finished(1, "s", 1, 2)])
+    [(url, headers, body)] = transport.sent
+    assert (url, headers.get("Content-Encoding")) == (endpoint, "gzip" if gzipped else None)
+    raw = gzip.decompress(body) if gzipped else body
+    expected = encode_spans([finished(1, "s", 1, 2)], {"service.name": "s"})
+    assert ExportTraceServiceRequest.FromString(raw) == expected
+
+
+def test_changing_the_endpoint_decides_compression_again() -> None:
+    transport = RecordingTransport()
+    exporter = OtlpHttpExporter("http://127.0.0.1:1/v1/traces", transport=transport)
+    exporter.export([finished(1, "s", 1, 2)])
+    exporter.endpoint = "https://traces.example.com/v1/traces"
+    exporter.export([finished(2, "t", 1, 2)])
+    assert [headers.get("Content-Encoding") for _, headers, _ in transport.sent] == [None, "gzip"]
 
 
 def exporter_for(url: str, **options: Any) -> OtlpHttpExporter:

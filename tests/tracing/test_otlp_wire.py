@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -19,9 +20,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from traceway.tracing import semconv
-from traceway.tracing._otlp_wire import encode_request
+from traceway.tracing._otlp_wire import encode_live_request, encode_request
 from traceway.tracing.serialize import to_json
-from traceway.tracing.span import FinishedSpan, SpanEvent
+from traceway.tracing.span import FinishedSpan, LiveSpan, SpanEvent
+from traceway.tracing.testing import FakeClock, IncrementalIdGenerator
+from traceway.tracing.tracer import Tracer
 
 from .builders import finished
 
@@ -236,3 +239,77 @@ def test_lone_surrogates_are_replaced_instead_of_failing_the_batch() -> None:
     decoded = ExportTraceServiceRequest.FromString(encode_request([span], {}))
     [message] = decoded.resource_spans[0].scope_spans[0].spans
     assert (message.name, message.attributes[0].value.string_value) == ("bad ? name", "v?")
+
+
+class _Kept:
+    """A processor keeping ended spans, for the live-span encoder tests."""
+
+    def __init__(self) -> None:
+        self.spans: list[LiveSpan] = []
+
+    def on_end(self, span: LiveSpan) -> None:
+        self.spans.append(span)
+
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        return True
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        pass
+
+
+json_value = st.one_of(st.none(), text, int64, st.dictionaries(text, text, max_size=2))
+live_spans = st.lists(
+    st.tuples(
+        st.one_of(st.sampled_from(["", "chat gpt-4o"]), text),  # name
+        st.sampled_from(["LLM", "GATEWAY", "custom kind"]),  # span type
+        attributes,
+        st.one_of(st.just(None), st.tuples(json_value)),  # inputs, if recorded
+        st.booleans(),  # record outputs
+        st.sampled_from(["UNSET", "OK", "ERROR"]),
+        st.one_of(st.just(""), text),  # status message
+        events,
+        st.booleans(),  # child of the previous span
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(live_spans, st.one_of(st.none(), text))
+def test_live_spans_encode_as_their_finished_form(
+    drawn: list[tuple[Any, ...]], experiment: str | None
+) -> None:
+    kept = _Kept()
+    tracer = Tracer(
+        kept, id_generator=IncrementalIdGenerator(), clock=FakeClock(), experiment=experiment
+    )
+    parent: LiveSpan | None = None
+    for name, span_type, attrs, inputs, outputs, status, message, evts, nested in drawn:
+        span = tracer.start(name, span_type, parent if nested else None, dict(attrs))
+        if inputs is not None:
+            span.set_inputs(inputs[0])
+        if outputs:
+            span.set_outputs({"answer": name})
+        for event in evts:
+            span.add_event(event.name, event.attributes, event.timestamp_ns or None)
+        span.set_status(status, message)
+        span.end()
+        parent = span
+    resource = {"service.name": "svc"}
+    body = encode_live_request(kept.spans, resource)
+    assert body == encode_request([span.to_finished() for span in kept.spans], resource)
+
+
+def test_raw_bytes_recorded_as_inputs_become_valid_text() -> None:
+    kept = _Kept()
+    tracer = Tracer(kept, id_generator=IncrementalIdGenerator(), clock=FakeClock())
+    span = tracer.start("s", "GATEWAY", None, {})
+    span.set_inputs(orjson.Fragment(b'{"q":"caf\xc3\xa9 \xff"}'))  # one invalid byte
+    span.end()
+    decoded = ExportTraceServiceRequest.FromString(encode_live_request(kept.spans, {}))
+    [message] = decoded.resource_spans[0].scope_spans[0].spans
+    values = {kv.key: kv.value.string_value for kv in message.attributes}
+    assert values == {
+        "traceway.span.type": "GATEWAY",
+        "traceway.span.inputs": '{"q":"café \ufffd"}',
+    }

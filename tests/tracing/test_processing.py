@@ -6,7 +6,7 @@ import dataclasses
 import os
 import random
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -14,7 +14,7 @@ import traceway
 from traceway.tracing.export import BatchProcessor, ExportStats, SimpleProcessor
 from traceway.tracing.redaction import REDACTED, redact_secrets
 from traceway.tracing.serialize import to_json
-from traceway.tracing.span import FinishedSpan, SpanEvent
+from traceway.tracing.span import FinishedSpan, LiveSpan, SpanEvent
 from traceway.tracing.testing import FakeClock, IncrementalIdGenerator, InMemoryExporter
 from traceway.tracing.tracer import Tracer
 
@@ -226,6 +226,52 @@ def test_internal_errors_on_the_callers_thread_never_break_the_call_in_productio
     monkeypatch.setattr("traceway.tracing._internal.RAISE_INTERNAL_ERRORS", True)
     with pytest.raises(OSError, match="clock gone"):
         root(3)
+
+
+class LiveCapableExporter(InMemoryExporter):
+    """Also takes ended live spans, as the OTLP exporter does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: list[LiveSpan] = []
+
+    def export_live(self, spans: Sequence[LiveSpan]) -> bool:
+        self.live.extend(spans)
+        return not self.fail
+
+
+@pytest.mark.parametrize("simple", [False, True])
+def test_without_hooks_ended_spans_reach_the_exporter_unconverted(simple: bool) -> None:
+    exporter = LiveCapableExporter()
+    processor = (
+        SimpleProcessor(exporter, hooks=()) if simple else BatchProcessor(exporter, hooks=())
+    )
+    tracer = Tracer(processor, id_generator=IncrementalIdGenerator(), clock=FakeClock())
+    span = tracer.start_span("tool", "TOOL", attributes={"k": 1})
+    span.end()
+    assert processor.force_flush()
+    assert (exporter.live, exporter.spans) == ([span], [])
+    assert [s.to_finished() for s in exporter.live] == [
+        finished(1, "tool", 1000, 2000, span_type="TOOL", status="UNSET", attributes={"k": 1})
+    ]
+    exporter.fail = True
+    tracer.start_span("lost").end()
+    assert processor.force_flush() is simple  # a simple processor does not report failures
+    if not simple:
+        assert processor.stats() == ExportStats(
+            queued=0, exported=1, dropped_queue_full=0, dropped_export_failed=1, dropped_by_hooks=0
+        )
+    processor.shutdown()
+
+
+def test_with_hooks_spans_are_converted_for_them_first() -> None:
+    exporter = LiveCapableExporter()
+    processor = BatchProcessor(exporter)  # the default hooks: redaction
+    Tracer(processor).start_span("s", attributes={"api_key": "sk-1"}).end()
+    assert processor.force_flush()
+    assert exporter.live == []
+    assert [s.attributes for s in exporter.spans] == [{"api_key": REDACTED}]
+    processor.shutdown()
 
 
 def test_simple_processor_exports_on_end() -> None:

@@ -7,8 +7,10 @@ attributes it writes ``traceway.span.type`` and, when present,
 sends the same request written straight to bytes by :func:`encode_request`,
 without building message objects (much cheaper on the export thread).
 
-:class:`OtlpHttpExporter` POSTs gzip-compressed protobuf to an endpoint such
-as ``http://localhost:5000/v1/traces`` (see :func:`traces_url`), one request per
+:class:`OtlpHttpExporter` POSTs protobuf to an endpoint such as
+``http://localhost:5000/v1/traces`` (see :func:`traces_url`), gzip-compressed
+unless the endpoint is on this machine (``compression="auto"``: on loopback,
+compressing costs CPU on both ends and saves nothing), one request per
 experiment, naming it in the ``x-traceway-experiment`` header and the
 ``traceway.experiment`` resource attribute.  Connection failures and 429 / 502 /
 503 / 504 answers are retried with bounded exponential backoff, then the batch
@@ -24,11 +26,13 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import ipaddress
 import os
 import platform
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
@@ -87,8 +91,14 @@ class OtlpHttpExporter:
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
         transport: HttpTransport | None = None,
+        compression: Literal["auto", "gzip", "none"] = "auto",
     ) -> None:
+        if compression not in ("auto", "gzip", "none"):
+            raise ValueError(f"compression must be 'auto', 'gzip' or 'none', not {compression!r}")
+        #: ``"auto"``: gzip unless the endpoint is a loopback address or ``localhost``.
+        self.compression = compression
         self._endpoint = endpoint
+        self._local = _is_loopback(endpoint)
         self.headers = dict(headers or {})
         #: Experiment of spans that do not name one; ``None`` leaves it to the server.
         self.experiment = experiment
@@ -108,6 +118,7 @@ class OtlpHttpExporter:
     def endpoint(self, endpoint: str) -> None:
         """Send later batches to ``endpoint``; what was learnt about the old one is forgotten."""
         self._endpoint = endpoint
+        self._local = _is_loopback(endpoint)
         self._failing = False
 
     def export(self, spans: Sequence[FinishedSpan]) -> bool:
@@ -147,16 +158,15 @@ class OtlpHttpExporter:
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 return self._failed(repr(exc))
         resource = dict(self.resource_attributes)
-        headers = {
-            "Content-Type": "application/x-protobuf",
-            "Content-Encoding": "gzip",
-            **self.headers,
-        }
+        headers = {"Content-Type": "application/x-protobuf", **self.headers}
         if experiment is not None:
             resource[semconv.RESOURCE_EXPERIMENT] = experiment
             if experiment.isascii() and experiment.isprintable():
                 headers[semconv.EXPERIMENT_HEADER] = experiment
-        body = gzip.compress(encode(spans, resource), compresslevel=1, mtime=0)
+        body = encode(spans, resource)
+        if self.compression == "gzip" or (self.compression == "auto" and not self._local):
+            body = gzip.compress(body, compresslevel=1, mtime=0)
+            headers["Content-Encoding"] = "gzip"
         attempts = 1 if self._failing else self.max_retries + 1
         reason = ""
         for attempt in range(attempts):
@@ -195,6 +205,21 @@ class OtlpHttpExporter:
                 self.endpoint,
                 reason,
             )
+        return False
+
+
+def _is_loopback(url: str) -> bool:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False
 
 
