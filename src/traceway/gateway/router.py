@@ -100,8 +100,8 @@ class Outcome:
         return 200 <= self.response.status < 300
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
+@dataclass(slots=True)
+class _Target:  # built per attempt: not frozen, whose __init__ costs more
     name: str
     provider: Provider
     api_key: str | None
@@ -308,12 +308,13 @@ class Router:
         )
         retry = leaf.retry
         retries = 0
+        model = request.model
         while True:
             call.attempts += 1
             attempt = call.span.attempt(
                 provider=name,
                 target=leaf.path,
-                model=request.model,
+                model=model,
                 retry=retries,
                 fallback_reason=call.fallback_reason,
                 body=request.body,
@@ -323,15 +324,13 @@ class Router:
             if breakers is not None:
                 breakers.record(key, response.status)
             if 200 <= response.status < 300:
-                return Outcome(
-                    response, name, leaf.path, retries, attempt=attempt, model=request.model
-                )
+                return Outcome(response, name, leaf.path, retries, attempt, False, model)
             attempt.end(response)
             if retries < retry.attempts and response.status in retry.on_status_codes:
                 await self._sleep(self._delay(retries, response, retry))
                 retries += 1
                 continue
-            return Outcome(response, name, leaf.path, retries, model=request.model)
+            return Outcome(response, name, leaf.path, retries, model=model)
 
     async def _send(
         self,
