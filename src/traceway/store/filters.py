@@ -236,7 +236,17 @@ class _Parser:
             if kind == "time":
                 return _iso_to_ms(str(token.value), token)
             raise _plain(f"field {shown!r} takes a number, not the string {token}", token)
-        return token.value
+        number = token.value
+        bounds = _INT32_FIELDS.get(field)
+        if bounds is not None and type(number) is int:
+            # Bound parameters are cast to the column's INTEGER type: a literal beyond it
+            # compares the same as the type's extreme, and must not overflow the cast.
+            return min(max(number, bounds[0]), bounds[1])
+        return number
+
+
+#: Fields stored as 32-bit integers (the tokenizer already bounds literals to 64 bits).
+_INT32_FIELDS = {"span_count": (-(2**31), 2**31 - 1)}
 
 
 def _kind(field: str) -> str:
