@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -313,3 +314,12 @@ def test_raw_bytes_recorded_as_inputs_become_valid_text() -> None:
         "traceway.span.type": "GATEWAY",
         "traceway.span.inputs": '{"q":"café \ufffd"}',
     }
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, 100, 101, 102, 127, 128, 129, 16_000, 16_350, 16_355, 16_360, 16_384, 2**21]
+)
+def test_inputs_and_outputs_of_every_length_class(size: int) -> None:
+    # Around the one- to two-byte and two- to three-byte varint boundaries of each length.
+    span = finished(1, "s", 1, 2, inputs="i" * size, outputs="é" * (size // 2))
+    assert_same_as_reference([span], {})

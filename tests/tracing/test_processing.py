@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import random
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -150,6 +152,33 @@ def test_a_full_queue_drops_the_oldest_spans_and_counts_them() -> None:
     processor.shutdown()
 
 
+def test_spans_ended_during_an_export_wait_for_the_next_batch() -> None:
+    class ProducingExporter(InMemoryExporter):
+        """Ends more spans while exporting, as busy application threads would."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        def export(self, spans: Sequence[FinishedSpan]) -> bool:
+            self.sizes.append(len(spans))
+            if len(self.sizes) == 1:
+                for i in range(3):
+                    tracer.start_span(f"meanwhile-{i}").end()
+            return super().export(spans)
+
+    exporter = ProducingExporter()
+    processor = BatchProcessor(exporter, schedule_delay_s=3600)
+    tracer = Tracer(processor)
+    tracer.start_span("first").end()
+    assert processor.force_flush()
+    # Not chased one by one: they stay queued, then leave together.
+    assert (exporter.sizes, processor.stats().queued) == ([1], 3)
+    assert processor.force_flush()
+    assert exporter.sizes == [1, 3]
+    processor.shutdown()
+
+
 def test_failed_exports_are_counted_and_flush_reports_them() -> None:
     exporter = InMemoryExporter()
     exporter.fail = True
@@ -272,6 +301,22 @@ def test_with_hooks_spans_are_converted_for_them_first() -> None:
     assert exporter.live == []
     assert [s.attributes for s in exporter.spans] == [{"api_key": REDACTED}]
     processor.shutdown()
+
+
+def test_ended_spans_are_freed_without_the_cyclic_collector() -> None:
+    tracer = Tracer(SimpleProcessor(InMemoryExporter()))
+    gc.disable()  # whatever is freed below was freed by reference counting alone
+    try:
+        root = tracer.start_span("root")
+        child = tracer.start("child", "LLM", root, {})
+        assert (child.root, root.root) == (root, root)
+        refs = [weakref.ref(root), weakref.ref(child)]
+        child.end()
+        root.end()
+        del root, child
+        assert [ref() for ref in refs] == [None, None]
+    finally:
+        gc.enable()
 
 
 def test_simple_processor_exports_on_end() -> None:

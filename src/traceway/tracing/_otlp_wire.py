@@ -38,13 +38,12 @@ from traceway.tracing._otlp_values import (
     delimited,
     double_prefixes,
     int_fields,
-    key_field,
     key_value,
     one_str_lists,
     optional,
     span_attribute,
     str_fields,
-    text_attribute,
+    text_attribute_writer,
     utf8,
     varint,
 )
@@ -86,8 +85,8 @@ _INT_IDS_PARENT: Final = struct.Struct(">2sQQ2sQ2sQ").pack
 # The kind, then start_time[7] and end_time[8] (fixed64), each with its tag.
 _KIND_TIMES: Final = struct.Struct("<2ssQsQ").pack
 _FIXED64: Final = struct.Struct("<Q").pack
-_INPUTS_KEY: Final = key_field(semconv.SPAN_INPUTS)
-_OUTPUTS_KEY: Final = key_field(semconv.SPAN_OUTPUTS)
+_inputs_field: Final = text_attribute_writer(semconv.SPAN_INPUTS)
+_outputs_field: Final = text_attribute_writer(semconv.SPAN_OUTPUTS)
 _SPAN_TYPE: Final = semconv.SPAN_TYPE
 
 _MAX_NAMES: Final = 1024
@@ -201,9 +200,9 @@ def _span_field(
     except KeyError:
         append(_type_field(span_type))
     if inputs is not None:
-        append(text_attribute(_INPUTS_KEY, inputs))
+        append(_inputs_field(inputs))
     if outputs is not None:
-        append(text_attribute(_OUTPUTS_KEY, outputs))
+        append(_outputs_field(outputs))
     if events:
         for event in events:
             append(_event(event))

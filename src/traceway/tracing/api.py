@@ -127,8 +127,9 @@ def update_current_trace(
     if not span.is_recording():
         logger.warning("traceway: update_current_trace() called outside a recorded trace")
         return
-    if isinstance(span, LiveSpan) and span._root is not None and not span._root._end_ns:
-        span = span._root
+    root = span.root if isinstance(span, LiveSpan) else None
+    if root is not None and not root._end_ns:
+        span = root
     if tags:
         _merge_json_attribute(span, semconv.TRACE_TAGS, tags)
     extra = dict(metadata or {})

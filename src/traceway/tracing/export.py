@@ -25,12 +25,14 @@ reset in a forked child (the parent's queue is not re-sent) and flushed at exit.
 from __future__ import annotations
 
 import atexit
+import operator
 import os
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Protocol
 
 from opentelemetry import context as otel_context
@@ -187,11 +189,12 @@ class BatchProcessor:
         if self._shut_down:
             self._dropped_full += 1
             return
-        if len(queue) >= self.max_queue_size:
+        size = len(queue)
+        if size >= self.max_queue_size:
             # Approximate under concurrent threads; exact for one producer.
             self._dropped_full += 1
         queue.append(span)
-        if len(queue) >= self.export_batch_size and not self._wake.is_set():
+        if size >= self.export_batch_size - 1 and not self._wake.is_set():
             self._wake.set()
 
     def force_flush(self, timeout: float = 10.0) -> bool:
@@ -251,13 +254,20 @@ class BatchProcessor:
                 return
 
     def _drain(self) -> bool:
-        """Export until the queue is empty; False if any batch was not delivered."""
+        """Export what is queued now; False if any batch was not delivered.
+
+        Spans queued meanwhile wait for the next wake-up (a full batch, the timer or a
+        flush): chasing them would send a stream of small requests under load.
+        """
         ok = True
         queue = self._queue
         export_live = None if self.hooks else getattr(self.exporter, "export_live", None)
-        while queue:
-            count = min(len(queue), self.export_batch_size)
-            batch = [queue.popleft() for _ in range(count)]
+        # Only this thread pops, and a full deque stays full: these spans are all there.
+        remaining = len(queue)
+        while remaining:
+            count = min(remaining, self.export_batch_size)
+            remaining -= count
+            batch = list(map(operator.call, repeat(queue.popleft, count)))
             try:
                 if export_live is not None:
                     settled = len(batch)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import ipaddress
+import operator
 import os
 import platform
 import threading
@@ -52,6 +53,7 @@ __all__ = [
 
 RETRYABLE_STATUSES: Final = frozenset({429, 502, 503, 504})
 _S = TypeVar("_S", FinishedSpan, LiveSpan)
+_experiment_of: Final = operator.attrgetter("_experiment")
 
 
 def traces_url(tracking_uri: str) -> str:
@@ -133,6 +135,10 @@ class OtlpHttpExporter:
 
     def export_live(self, spans: Sequence[LiveSpan]) -> bool:
         """:meth:`export` for ended live spans (a processor without span hooks)."""
+        experiments = set(map(_experiment_of, spans))
+        if len(experiments) == 1:  # the usual case, found without a Python loop
+            experiment = experiments.pop() or self.experiment
+            return self._send(experiment, list(spans), encode_live_request)
         groups: dict[str | None, list[LiveSpan]] = {}
         for span in spans:
             groups.setdefault(span._experiment or self.experiment, []).append(span)

@@ -43,17 +43,27 @@ def is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
+# Attribute keys seen not to be secret: a whole span's keys are checked with one set test.
+_plain_keys: set[str] = set()
+_MAX_PLAIN_KEYS: Final = 4096
+
+
 def _may_hold_secrets(text: str) -> bool:
-    lowered = text.lower()
-    return any(hint in lowered for hint in _HINTS) and _SECRET_KEY.search(text) is not None
+    # map() keeps the hint scan in C; the regex runs only on the rare text with a hint.
+    return any(map(text.lower().__contains__, _HINTS)) and _SECRET_KEY.search(text) is not None
 
 
 def redact_secrets(span: FinishedSpan) -> FinishedSpan:
     """Replace credential values in ``span`` (in place) and return it."""
     attributes = span.attributes
-    for key in attributes:
-        if is_secret_key(key):
-            attributes[key] = REDACTED
+    if not _plain_keys.issuperset(attributes):
+        for key in attributes:
+            if is_secret_key(key):
+                attributes[key] = REDACTED
+            elif isinstance(key, str):
+                if len(_plain_keys) >= _MAX_PLAIN_KEYS:
+                    _plain_keys.clear()
+                _plain_keys.add(key)
     if span.events:
         span.events = [_redact_event(event) for event in span.events]
     if span.inputs is not None:

@@ -68,6 +68,7 @@ _UNSET: Final = "UNSET"
 _OK: Final = "OK"
 _ERROR: Final = "ERROR"
 _FROM_OTEL: Final = {StatusCode.UNSET: _UNSET, StatusCode.OK: _OK, StatusCode.ERROR: _ERROR}
+_CODES: Final = {_UNSET: _UNSET, _OK: _OK, _ERROR: _ERROR}
 _SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED: Final = TraceFlags(TraceFlags.DEFAULT)
 
@@ -172,8 +173,9 @@ class LiveSpan(otel_trace.Span):
         self._start_ns = start_ns
         self._end_ns = 0
         self._recording = recording
-        # The trace's root span when it is in this process, else None.
-        self._root = root if root is not None else (self if local_top and not parent_id else None)
+        # The trace's root span when it is in this process and is not this span (a root
+        # does not refer to itself: the cycle would leave every root to the cyclic GC).
+        self._root = root
         self._local_top = local_top
         self._experiment = experiment
         self._attributes = attributes
@@ -186,22 +188,25 @@ class LiveSpan(otel_trace.Span):
 
     # -- identity -------------------------------------------------------------
 
+    # Ids are kept as integers; bytes.hex is the cheapest way to their hex form.
     @property
     def trace_id(self) -> str:
-        return format(self._trace_id, "032x")
+        return self._trace_id.to_bytes(16, "big").hex()
 
     @property
     def span_id(self) -> str:
-        return format(self._span_id, "016x")
+        return self._span_id.to_bytes(8, "big").hex()
 
     @property
     def parent_span_id(self) -> str | None:
-        return format(self._parent_id, "016x") if self._parent_id else None
+        return self._parent_id.to_bytes(8, "big").hex() if self._parent_id else None
 
     @property
     def root(self) -> LiveSpan | None:
         """The trace's root span if it was started in this process."""
-        return self._root
+        if self._root is not None:
+            return self._root
+        return self if self._local_top and not self._parent_id else None
 
     @property
     def status(self) -> str:
@@ -273,14 +278,19 @@ class LiveSpan(otel_trace.Span):
         """
         if self._end_ns:
             return
-        if isinstance(status, Status):
-            message = status.description or message
-            status = status.status_code
-        code = _FROM_OTEL.get(status) if isinstance(status, StatusCode) else str(status).upper()
-        if code not in (_UNSET, _OK, _ERROR):
-            raise ValueError(f"unknown span status {status!r}: use 'OK' or 'ERROR'")
+        code = _CODES.get(status) if type(status) is str else None  # the usual call, fast
+        if code is None:
+            if isinstance(status, Status):
+                message = status.description or message
+                status = status.status_code
+            if isinstance(status, StatusCode):
+                code = _FROM_OTEL.get(status)
+            else:
+                code = _CODES.get(str(status).upper())
+            if code is None:
+                raise ValueError(f"unknown span status {status!r}: use 'OK' or 'ERROR'")
         self._status = code
-        self._status_message = (message or "") if code == _ERROR else ""
+        self._status_message = (message or "") if code is _ERROR else ""
 
     def record_exception(
         self,
@@ -328,19 +338,21 @@ class LiveSpan(otel_trace.Span):
         """The ended span as a :class:`FinishedSpan`."""
         inputs = self._inputs
         outputs = self._outputs
+        parent_id = self._parent_id
+        # Positional: this runs once per exported span, and keywords cost more.
         return FinishedSpan(
-            trace_id=format(self._trace_id, "032x"),
-            span_id=format(self._span_id, "016x"),
-            parent_span_id=format(self._parent_id, "016x") if self._parent_id else None,
-            name=self.name,
-            span_type=self.span_type,
-            start_time_ns=self._start_ns,
-            end_time_ns=self._end_ns,
-            status=self._status,
-            status_message=self._status_message,
-            attributes=dict(self._attributes),
-            events=list(self._events) if self._events else [],
-            inputs=inputs.decode() if inputs is not None else None,
-            outputs=outputs.decode() if outputs is not None else None,
-            experiment=self._experiment,
+            self._trace_id.to_bytes(16, "big").hex(),
+            self._span_id.to_bytes(8, "big").hex(),
+            parent_id.to_bytes(8, "big").hex() if parent_id else None,
+            self.name,
+            self.span_type,
+            self._start_ns,
+            self._end_ns,
+            self._status,
+            self._status_message,
+            dict(self._attributes),
+            list(self._events) if self._events else [],
+            inputs.decode() if inputs is not None else None,
+            outputs.decode() if outputs is not None else None,
+            self._experiment,
         )

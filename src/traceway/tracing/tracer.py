@@ -113,42 +113,44 @@ class Tracer:
 
         ``attributes`` is owned by the new span afterwards.
         """
-        if isinstance(parent, LiveSpan):
+        if parent is None or (type(parent) is not LiveSpan and not isinstance(parent, LiveSpan)):
+            # A new trace, or a remote parent.  (The exact type test first: isinstance
+            # against an ABC such as LiveSpan's base costs more than the rest of this.)
+            context = parent.get_span_context() if parent is not None else None
+            if context is not None and context.is_valid:
+                trace_id = context.trace_id
+                parent_id = context.span_id
+                recording = context.trace_flags.sampled
+            else:
+                trace_id = self._new_trace_id()
+                parent_id = 0
+                ratio = self.sampling_ratio
+                recording = ratio >= 1.0 or random.random() < ratio
             return LiveSpan(
                 self,
                 name,
                 span_type,
-                parent._trace_id,
+                trace_id,
                 self._new_span_id(),
-                parent._span_id,
+                parent_id,
                 start_time_ns or self.clock(),
-                parent._recording,
-                parent._root,
-                False,
-                parent._experiment,
+                recording,
+                None,
+                True,
+                self.experiment,
                 attributes,
             )
-        parent_context = parent.get_span_context() if parent is not None else None
-        if parent_context is not None and parent_context.is_valid:
-            trace_id = parent_context.trace_id
-            parent_id = parent_context.span_id
-            recording = parent_context.trace_flags.sampled
-        else:
-            trace_id = self._new_trace_id()
-            parent_id = 0
-            ratio = self.sampling_ratio
-            recording = ratio >= 1.0 or random.random() < ratio
         return LiveSpan(
             self,
             name,
             span_type,
-            trace_id,
+            parent._trace_id,
             self._new_span_id(),
-            parent_id,
+            parent._span_id,
             start_time_ns or self.clock(),
-            recording,
-            None,
-            True,
-            self.experiment,
+            parent._recording,
+            parent._root or parent.root,
+            False,
+            parent._experiment,
             attributes,
         )
