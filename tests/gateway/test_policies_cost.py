@@ -14,6 +14,7 @@ from tests.gateway.conftest import RunningGateway, serve, settings
 from tests.gateway.fakes.openai_server import FakeOpenAI, Reply
 from tests.gateway.test_metrics import labels, parse
 from traceway.gateway import create_standalone_app
+from traceway.gateway.policies import answer_usage, stream_usage
 from traceway.tracing.span import FinishedSpan
 
 MESSAGES = [{"role": "user", "content": "what does it cost?"}]
@@ -121,3 +122,32 @@ def test_metrics_count_real_traffic(fake_openai: FakeOpenAI) -> None:
         ): 1,
     }
     assert {key: samples.get(key) for key in wanted} == wanted
+
+
+USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": "a", "choices": [{"message": {"content": "hi"}}], "usage": USAGE},
+        # A value that reads "usage", after the key: the tail is not a usage object.
+        {"id": "a", "usage": USAGE, "choices": [{"message": {"content": "usage"}}]},
+        {
+            "id": "a",
+            "choices": [{"message": {"content": 'say "usage": {} please'}}],
+            "usage": USAGE,
+        },
+    ],
+)
+def test_usage_is_read_from_the_tail_of_an_answer(answer: dict[str, Any]) -> None:
+    assert answer_usage(json.dumps(answer).encode()) == USAGE
+
+
+def test_answers_and_streams_without_usage() -> None:
+    assert answer_usage(b'{"id": "a", "choices": []}') is None
+    assert answer_usage(b"not json") is None
+    chunk = b'data: {"choices": [{"delta": {"content": "x"}}], "usage": null}\n\n'
+    last = b'data: {"choices": [], "usage": ' + json.dumps(USAGE).encode() + b"}\n\n"
+    assert stream_usage([chunk, chunk]) is None
+    assert stream_usage([chunk, last, b"data: [DONE]\n\n"]) == USAGE

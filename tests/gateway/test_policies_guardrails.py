@@ -342,6 +342,14 @@ def test_each_hook_is_a_guardrail_span_and_a_metric(gw: RunningGateway) -> None:
             "traceway.guardrail.hook": "output_guardrail_0",
             "traceway.guardrail.event": "afterRequestHook"}),
     ]  # fmt: skip
+    # Nothing was redacted: the request span holds the request as it arrived.
+    gateway_span = spans[0]
+    assert gateway_span.span_type == "GATEWAY"
+    assert json.loads(gateway_span.inputs or "") == {
+        "model": "echo",
+        "messages": [{"role": "user", "content": f"mail {EMAIL}"}],
+        "stream": False,
+    }
     recorded = json.loads(spans[1].outputs or "")
     assert [(c["id"], c["verdict"]) for c in recorded["checks"]] == [
         ("default.pii", False),

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 
 from traceway.gateway.cache import (
     CacheLookup,
@@ -55,7 +56,14 @@ from traceway.gateway.router import Call, Outcome
 from traceway.gateway.settings import GatewaySettings
 from traceway.gateway.streams import iter_events
 
-__all__ = ["CACHE_DISABLED_HEADERS", "Exchange", "Policies", "usage_tokens"]
+__all__ = [
+    "CACHE_DISABLED_HEADERS",
+    "Exchange",
+    "Policies",
+    "answer_usage",
+    "stream_usage",
+    "usage_tokens",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +97,30 @@ def usage_tokens(usage: Any) -> tuple[int | None, int | None]:
         inputs if type(inputs) is int else None,
         outputs if type(outputs) is int else None,
     )
+
+
+def answer_usage(body: bytes) -> Any:
+    """The ``usage`` of an OpenAI-format JSON answer, without parsing the whole answer.
+
+    OpenAI's answers end with their usage: only the tail from the last ``"usage"``
+    is parsed.  Text cannot hold an unescaped quote, so that is the key, or a string
+    that is exactly ``usage``; when the tail does not parse to a usage object the
+    whole answer is parsed instead.
+    """
+    at = body.rfind(b'"usage"')
+    if at <= 0:
+        return None
+    try:
+        tail = orjson.loads(b"{" + body[at:])
+    except orjson.JSONDecodeError:
+        tail = None
+    if type(tail) is dict and type(tail.get("usage")) is dict:
+        return tail["usage"]
+    try:
+        whole = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return whole.get("usage") if type(whole) is dict else None
 
 
 def stream_usage(pieces: list[bytes]) -> Any:
@@ -230,7 +262,7 @@ class Policies:
             exchange.before = before
             if before.transformed_body is not None:
                 call.body = before.transformed_body
-            span.set_request(call.body)
+            span.set_request(before.transformed_body)
             if before.deny:  # the upstream is never called
                 return Outcome(UpstreamResponse(DENIED_STATUS, {}, denied_body(before)), None, "")
         if route.cache is not None:

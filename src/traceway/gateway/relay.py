@@ -31,7 +31,13 @@ from traceway.gateway.guardrails import (
     stream_denial_event,
     stream_status,
 )
-from traceway.gateway.policies import Exchange, Policies, stream_usage, usage_tokens
+from traceway.gateway.policies import (
+    Exchange,
+    Policies,
+    answer_usage,
+    stream_usage,
+    usage_tokens,
+)
 from traceway.gateway.providers.base import UpstreamError, error_body
 from traceway.gateway.router import Call, Outcome
 from traceway.gateway.streams import aggregate_stream
@@ -94,7 +100,7 @@ class Answerer:
         lookup = exchange.lookup
         provider = outcome.provider or ("cache" if lookup is not None and lookup.hit else None)
         model = outcome.model or call.body.get("model")
-        inputs, outputs = usage_tokens(usage) if outcome.attempt is not None else (None, None)
+        inputs, outputs = usage_tokens(usage)
         self._policies.metrics.record_request(
             provider,
             model if isinstance(model, str) else None,
@@ -115,25 +121,58 @@ class Answerer:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         """Send a complete answer."""
-        policies = self._policies
         response = outcome.response
         status, body = response.status, response.body
         attempt = outcome.attempt
+        span = call.span
         usage: Any = None
         cost = None
         parsed: Any = None
         if attempt is not None:  # an upstream's 2xx answer
-            parsed = parse_body(body)
-            if type(parsed) is dict:
-                usage = parsed.get("usage")
-                cost = self._cost(outcome, usage, parsed.get("model"))
+            if span.recording:
+                # The attempt span reads the answer's model and finish reasons too.
+                parsed = parse_body(body)
+                if type(parsed) is dict:
+                    usage = parsed.get("usage")
+                    cost = self._cost(outcome, usage, parsed.get("model"))
+            else:
+                usage = answer_usage(body)
+                if usage is not None:
+                    cost = self._cost(outcome, usage, None)
             attempt.end(response, result=parsed, cost_usd=cost)
+        guarded = call.route.guardrails is not None
+        if guarded or exchange.lookup is not None or exchange.subjects:
+            status, body = await self._settle_json(call, outcome, exchange, parsed, usage, cost)
+        await send_json(send, status, body, headers)
+        span.end(
+            status=status,
+            body=body,
+            retries=outcome.retries,
+            attempts=call.attempts,
+            guarded=guarded,
+        )
+        self._record(call, outcome, exchange, status, usage, cost)
+
+    async def _settle_json(
+        self,
+        call: Call,
+        outcome: Outcome,
+        exchange: Exchange,
+        parsed: Any,
+        usage: Any,
+        cost: float | None,
+    ) -> tuple[int, bytes]:
+        """The policies' part of a complete answer: output guardrails, cache, usage."""
+        policies = self._policies
+        response = outcome.response
+        status, body = response.status, response.body
         rails = call.route.guardrails
         if rails is not None:
             before = exchange.before
-            answer = None
+            answer = _full_answer(body, parsed) if parsed is not None else None
             if rails.after and status == 200 and not (before is not None and before.deny):
-                answer = _full_answer(body, parsed)
+                if answer is None:
+                    answer = _full_answer(body, None)
                 started = call.span.now()
                 after = await rails.run_output(
                     call.body,
@@ -147,20 +186,13 @@ class Answerer:
                 policies.count_checks(after)
                 exchange.after = after
             status, body = final_response(status, body, before, exchange.after, parsed=answer)
-        lookup = exchange.lookup
-        if lookup is not None and attempt is not None and lookup.storable:
-            await policies.cache.store(lookup, response.body, status=response.status)
-        if exchange.subjects and attempt is not None:
-            await policies.record_usage(exchange.subjects, usage, cost)
-        await send_json(send, status, body, headers)
-        call.span.end(
-            status=status,
-            body=body,
-            retries=outcome.retries,
-            attempts=call.attempts,
-            guarded=rails is not None,
-        )
-        self._record(call, outcome, exchange, status, usage, cost)
+        if outcome.attempt is not None:  # the gateway's own answers are not stored or counted
+            lookup = exchange.lookup
+            if lookup is not None and lookup.storable:
+                await policies.cache.store(lookup, response.body, status=response.status)
+            if exchange.subjects:
+                await policies.record_usage(exchange.subjects, usage, cost)
+        return status, body
 
     async def stream(
         self,

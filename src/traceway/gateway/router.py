@@ -100,14 +100,9 @@ class Outcome:
         return 200 <= self.response.status < 300
 
 
-@dataclass(slots=True)
-class _Target:  # built per attempt: not frozen, whose __init__ costs more
-    name: str
-    provider: Provider
-    api_key: str | None
-    host: str | None
-    check_host: bool  # not from an operator's config: vet it against the SSRF rules
-    provider_options: dict[str, Any]
+#: Where a leaf sends its request: (provider name, provider, API key, custom host,
+#: whether the host needs the SSRF check, provider settings).  A tuple: built per request.
+_Target = tuple[str, Provider, str | None, str | None, bool, dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -225,13 +220,13 @@ class Router:
         options = call.options
         named = leaf.provider or options.provider
         host = leaf.custom_host or options.custom_host
-        return _Target(
-            name=named or "",
-            provider=self._provider(named),
-            api_key=leaf.api_key or options.api_key,
-            host=host,
-            check_host=host is not None and not (leaf.custom_host and call.route.trusted),
-            provider_options={**options.provider_options, **leaf.provider_options}
+        return (
+            named or "",
+            self._provider(named),
+            leaf.api_key or options.api_key,
+            host,
+            host is not None and not (leaf.custom_host and call.route.trusted),
+            {**options.provider_options, **leaf.provider_options}
             if leaf.provider_options
             else options.provider_options,
         )
@@ -249,17 +244,13 @@ class Router:
                 param="custom_host",
             )
         host = trusted_host or credentials.custom_host
-        return _Target(
-            name=credentials.provider,
-            provider=self._provider(credentials.provider),
-            api_key=leaf.api_key or credentials.api_key,
-            host=host,
-            check_host=trusted_host is None and host is not None,
-            provider_options={
-                **options.provider_options,
-                **credentials.provider_options,
-                **leaf.provider_options,
-            },
+        return (
+            credentials.provider,
+            self._provider(credentials.provider),
+            leaf.api_key or credentials.api_key,
+            host,
+            trusted_host is None and host is not None,
+            {**options.provider_options, **credentials.provider_options, **leaf.provider_options},
         )
 
     def _forward_headers(self, call: Call, leaf: Leaf) -> dict[str, str]:
@@ -279,8 +270,8 @@ class Router:
             target = await self._virtual_target(call, leaf, slug)
         else:
             target = self._target(call, leaf)
-        name, provider, host, api_key = target.name, target.provider, target.host, target.api_key
-        if target.check_host:
+        name, provider, api_key, host, check_host, provider_options = target
+        if check_host:
             assert host is not None
             await self._guard.check(host)
         breakers = None if provider.local else self._breakers
@@ -304,7 +295,7 @@ class Router:
             extra_headers=self._forward_headers(call, leaf)
             if call.options.forward_headers or leaf.forward_headers
             else {},
-            provider_options=target.provider_options,
+            provider_options=provider_options,
         )
         retry = leaf.retry
         retries = 0

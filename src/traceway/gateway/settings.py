@@ -133,7 +133,8 @@ class GatewaySettings(BaseModel):
     semantic_embedder: Literal["local", "gateway"] = "local"
     #: The embeddings model asked for when ``semantic_embedder`` is ``gateway``.
     semantic_embedding_model: str = "text-embedding-3-small"
-    #: The named config that embeddings calls take (default: ``default_route``).
+    #: The named config that embeddings calls take (default: ``default_route``); its
+    #: targets carry their own keys, as these calls are the gateway's, not a client's.
     semantic_embedding_config: str | None = None
     #: Rate limits and budgets per gateway key, virtual key or metadata value.
     limits: LimitPolicy | None = None

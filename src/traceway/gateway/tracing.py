@@ -104,6 +104,20 @@ def scrub_hook_results(results: Any) -> Any:
     return hooks
 
 
+def _has_excerpts(body: bytes) -> bool:
+    return b'"textExcerpt"' in body or b'"matchDetails"' in body
+
+
+def _excerpted(hook: dict[str, Any]) -> bool:
+    checks = hook.get("checks")
+    return isinstance(checks, list) and any(
+        isinstance(c, dict)
+        and isinstance(c.get("data"), dict)
+        and not _TEXT_KEYS.isdisjoint(c["data"])
+        for c in checks
+    )
+
+
 class AttemptSpan:
     """One try of one target.  The no-op base class records nothing."""
 
@@ -168,8 +182,11 @@ class RequestSpan:
         """The tracer's clock (ns), to time a policy step; 0 when not recording."""
         return 0
 
-    def set_request(self, body: dict[str, Any]) -> None:
-        """Record ``body`` as the request (what the input guardrails let through)."""
+    def set_request(self, body: dict[str, Any] | None) -> None:
+        """Record ``body`` as the request: what the input guardrails let through.
+
+        ``None``: they let the request through unchanged (recorded as it arrived).
+        """
 
     def record_cache(
         self, started_ns: int, status: str, mode: str, similarity: float | None = None
@@ -272,7 +289,7 @@ class _LiveAttempt(AttemptSpan):
 
 
 class _LiveRequest(RequestSpan):
-    __slots__ = ("_body", "_endpoint", "_span", "_tracer")
+    __slots__ = ("_body", "_endpoint", "_raw", "_span", "_tracer")
 
     recording = True
 
@@ -283,12 +300,14 @@ class _LiveRequest(RequestSpan):
         endpoint: str,
         body: dict[str, Any],
         trace_id: str,
+        raw: bytes = b"",
     ) -> None:
         super().__init__(trace_id)
         self._tracer = tracer
         self._span = span
         self._endpoint = endpoint
         self._body = body
+        self._raw = raw  # kept only while the inputs wait for the input guardrails
 
     @_telemetry(_noop_attempt)
     def attempt(
@@ -351,7 +370,8 @@ class _LiveRequest(RequestSpan):
         if result is not None:
             span.set_outputs(result)
         elif body:
-            parsed = parse_body(body) if guarded else None
+            # Parsed again only when some check reported excerpts of the checked text.
+            parsed = parse_body(body) if guarded and _has_excerpts(body) else None
             if isinstance(parsed, dict) and "hook_results" in parsed:
                 parsed["hook_results"] = scrub_hook_results(parsed["hook_results"])
                 span.set_outputs(parsed)
@@ -367,7 +387,10 @@ class _LiveRequest(RequestSpan):
         return self._tracer.clock()
 
     @_telemetry(_nothing)
-    def set_request(self, body: dict[str, Any]) -> None:
+    def set_request(self, body: dict[str, Any] | None) -> None:
+        if body is None:
+            self._span.set_inputs(orjson.Fragment(self._raw))
+            return
         self._span.set_inputs(body)
         self._body = body  # attempts that send this body need not record it again
 
@@ -404,7 +427,7 @@ class _LiveRequest(RequestSpan):
             span = self._child(
                 f"guardrail {result.get('id')}", SpanType.GUARDRAIL, attributes, started_ns
             )
-            span.set_outputs(scrub_hook_results([result])[0])
+            span.set_outputs(scrub_hook_results([result])[0] if _excerpted(result) else result)
             if passed:
                 span.set_status("OK")
             else:
@@ -477,9 +500,11 @@ class GatewayTracer:
         )
         if not span.is_recording():  # not sampled: nothing more to pay for
             return RequestSpan(options.trace_id or span.trace_id)
+        trace_id = options.trace_id or span.trace_id
         if record_inputs:
             span.set_inputs(orjson.Fragment(raw_body))
-        return _LiveRequest(tracer, span, endpoint, body, options.trace_id or span.trace_id)
+            return _LiveRequest(tracer, span, endpoint, body, trace_id)
+        return _LiveRequest(tracer, span, endpoint, body, trace_id, raw_body)
 
     @_telemetry(_fresh_trace_id)
     def record_rejected(
