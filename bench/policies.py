@@ -1,6 +1,21 @@
-"""What the gateway's policies cost per request, in-process (no HTTP): µs per operation.
+"""What the gateway's policies cost per request: over HTTP, and step by step in-process.
 
-Measures, on one event loop:
+**Over HTTP** (the figures that matter), in one run: a fast upstream that also
+accepts OTLP (``bench/gateway_quick.py``'s) on core 0 with the driver, and one
+``traceway gateway`` (``create_standalone_app``, tracing exported to that sink)
+pinned to core 1, answering three kinds of request side by side:
+
+- a plain proxied request (``x-traceway-provider: openai`` + custom host);
+- a cache hit (a named config with ``cache: {mode: simple}``; after the first
+  request every one is a ``HIT``, answered without the upstream);
+- a guardrail pass (a named config whose ``input_guardrails`` run
+  ``default.contains`` and ``default.pii`` on the request: both pass).
+
+Each case is driven at ``--concurrency`` 32 for ``--seconds`` (req/s, the
+gateway's CPU µs per request) and at concurrency 1 (p50 latency), the cases
+interleaved ``--repeats`` times; medians are shown with ratios to the plain request.
+
+**In-process** (no HTTP), µs per operation on one event loop:
 
 - the cache key of a typical chat request (canonical JSON + BLAKE2b);
 - a cache lookup that hits, with the in-process LRU and with Redis (loopback);
@@ -10,26 +25,32 @@ Measures, on one event loop:
 - ``cost_usd`` plus ``GatewayMetrics.record_request`` (what every request pays),
   and rendering ``/metrics`` with 100 series.
 
-Each figure is the median of ``--repeats`` timed loops.  The full HTTP benchmark
-(a cache hit against a plain proxied request) belongs with the gateway benchmarks.
+    python bench/policies.py [--seconds 5] [--repeats 3] [--iterations 20000]
+        [--redis-url redis://127.0.0.1:6379/0] [--http-only | --in-process-only] [--write]
 
-    python bench/policies.py [--iterations 20000] [--repeats 5]
-        [--redis-url redis://127.0.0.1:6379/0]
+``--write`` replaces the "Gateway policies" section of ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import gateway_quick as harness
 import orjson
 import redis
 import redis.asyncio
+from results import write_section
 
 from traceway.gateway._cache_keys import request_key
 from traceway.gateway.cache import (
@@ -181,21 +202,166 @@ async def measure(args: argparse.Namespace) -> list[tuple[str, float | str]]:
     ]
 
 
+# -- over HTTP ----------------------------------------------------------------
+
+GATEWAY_SCRIPT = """
+import json, sys, uvicorn
+from traceway.gateway import GatewaySettings, create_standalone_app
+port, export_to, settings = int(sys.argv[1]), (sys.argv[2] or None), json.loads(sys.argv[3])
+app = create_standalone_app(GatewaySettings.model_validate(settings), export_to=export_to)
+uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
+            log_level="warning", access_log=False)
+"""
+CASES = ("plain proxied request", "cache hit", "guardrail pass (contains + pii)")
+
+
+def gateway_settings(upstream: str) -> dict[str, Any]:
+    target = {"provider": "openai", "custom_host": f"{upstream}/v1", "api_key": "sk-bench"}
+    return {
+        "allowed_custom_hosts": ["127.0.0.1"],
+        "configs": {
+            "cached": {**target, "cache": {"mode": "simple", "max_age": 3600}},
+            "guarded": {
+                **target,
+                "input_guardrails": [
+                    {
+                        "default.contains": {"operator": "none", "words": ["forbidden"]},
+                        "default.pii": {},
+                        "deny": True,
+                    }
+                ],
+            },
+        },
+    }
+
+
+def http_figures(args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
+    """Medians of (req/s at c=32, CPU µs per request at c=32, p50 ms at c=1) per case."""
+    if shutil.which("taskset"):
+        os.sched_setaffinity(0, {0})  # the driver shares core 0 with the upstream
+    python = sys.executable
+    bench = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": f"{bench.parent / 'src'}:{bench}"}
+    upstream_port, gateway_port = harness.free_port(), harness.free_port()
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    processes: list[subprocess.Popen[bytes]] = []
+    results: dict[str, list[tuple[float, float, float]]] = {case: [] for case in CASES}
+    try:
+        serve = [python, str(bench / "gateway_quick.py"), "--serve-upstream", str(upstream_port)]
+        gateway = [
+            python, "-c", GATEWAY_SCRIPT, str(gateway_port), upstream,
+            orjson.dumps(gateway_settings(upstream)).decode(),
+        ]  # fmt: skip
+        for port, command in ((upstream_port, serve), (gateway_port, gateway)):
+            process = subprocess.Popen(
+                harness.pinned(0 if port == upstream_port else 1, command), env=env
+            )
+            processes.append(process)
+            harness.wait_for_port(port, process)
+        url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+        plain = {
+            "authorization": "Bearer sk-bench",
+            "x-traceway-provider": "openai",
+            "x-traceway-custom-host": f"{upstream}/v1",
+        }
+        headers = {
+            CASES[0]: plain,
+            CASES[1]: {"x-traceway-config": "cached"},
+            CASES[2]: {"x-traceway-config": "guarded"},
+        }
+        pid = processes[1].pid
+        for repeat in range(args.repeats):
+            for case in CASES:
+                rps, _, cpu = asyncio.run(
+                    harness.drive(url, headers[case], args.concurrency, args.seconds, pid)
+                )
+                _, p50, _ = asyncio.run(harness.drive(url, headers[case], 1, args.seconds / 2, pid))
+                results[case].append((rps, cpu, p50))
+                print(
+                    f"  run {repeat + 1}: {case:32} {rps:7.0f} req/s  {cpu:6.0f} µs CPU/req"
+                    f"  p50 (c=1) {p50:6.3f} ms",
+                    flush=True,
+                )
+    finally:
+        # The gateway first: it flushes its spans to the sink on the way out.
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return {
+        case: (
+            statistics.median(r[0] for r in runs),
+            statistics.median(r[1] for r in runs),
+            statistics.median(r[2] for r in runs),
+        )
+        for case, runs in results.items()
+    }
+
+
+def http_table(figures: dict[str, tuple[float, float, float]]) -> str:
+    plain_rps, plain_cpu, plain_p50 = figures[CASES[0]]
+    lines = [
+        "| request | req/s (c=32) | CPU µs/request | p50 ms (c=1) "
+        "| req/s vs plain | CPU vs plain | p50 vs plain |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case, (rps, cpu, p50) in figures.items():
+        lines.append(
+            f"| {case} | {rps:,.0f} | {cpu:,.0f} | {p50:.3f} | {rps / plain_rps:.2f}x "
+            f"| {cpu / plain_cpu:.2f}x | {p50 / plain_p50:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def micro_table(rows: list[tuple[str, float | str]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    lines = [f"| {'operation'.ljust(width)} | µs per op |", f"|{'-' * (width + 2)}|----------:|"]
+    for name, value in rows:
+        shown = f"{value:9.2f}" if isinstance(value, float) else value
+        lines.append(f"| {name.ljust(width)} | {shown} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--http-only", action="store_true")
+    only.add_argument("--in-process-only", action="store_true")
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args()
-    rows = asyncio.run(measure(args))
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'operation'.ljust(width)} | µs per op |")
-    print(f"|{'-' * (width + 2)}|----------:|")
-    for name, value in rows:
-        shown = f"{value:9.2f}" if isinstance(value, float) else value
-        print(f"| {name.ljust(width)} | {shown} |")
+    parts: list[str] = []
+    if not args.in_process_only:
+        figures = http_figures(args)
+        table = http_table(figures)
+        print(f"\nmedians of {args.repeats} interleaved runs, {args.seconds:.0f} s each\n{table}")
+        parts.append(
+            "`python bench/policies.py`: one `traceway gateway` (standalone, tracing exported "
+            "to an OTLP sink) pinned to core 1; a fast aiohttp upstream, the sink and the "
+            f"driver on core 0. Each case for {args.seconds:.0f} s at c={args.concurrency} "
+            f"(req/s, the gateway's CPU per request) and at c=1 (p50), cases interleaved, "
+            f"medians of {args.repeats} runs. The cache hit is a `cache: {{mode: simple}}` "
+            "config answering from its in-memory store; the guardrail pass runs "
+            "`default.contains` and `default.pii` on the request before routing it.\n\n" + table
+        )
+    if not args.http_only:
+        rows = asyncio.run(measure(args))
+        table = micro_table(rows)
+        print(f"\nin-process, medians of {args.repeats} loops\n{table}")
+        parts.append(
+            "In-process, one event loop, no HTTP: µs per operation (medians of "
+            f"{args.repeats} loops of {args.iterations:,} calls).\n\n" + table
+        )
+    if args.write:
+        write_section("Gateway policies", "\n\n".join(parts))
 
 
 if __name__ == "__main__":
