@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from traceway.store._writer_lock import WriterLock
 from traceway.store.errors import StoreError
 
 __all__ = ["Database", "connect", "describe_error", "display_url", "refresh_statistics"]
@@ -29,6 +30,7 @@ _ANALYSIS_ROWS = 1_000
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
+    "PRAGMA wal_autocheckpoint=16384",
     "PRAGMA foreign_keys=ON",
     f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
     # PostgreSQL's LIKE is case-sensitive; make SQLite's agree (ILIKE is lower() LIKE lower()).
@@ -51,8 +53,12 @@ class Database:
     #: True when every operation, reads included, must hold the store's lock
     #: (an in-memory SQLite database lives on a single shared connection).
     single_connection: bool = False
+    #: Queues writers of one SQLite file across processes (``None``: not needed).
+    writer_lock: WriterLock | None = None
 
     def dispose(self) -> None:
+        if self.writer_lock is not None:
+            self.writer_lock.close()
         self.writer.dispose()
         if self.reader is not self.writer:
             self.reader.dispose()
@@ -148,7 +154,9 @@ def _sqlite(url: str, parsed: URL) -> Database:
     reader = create_engine(target, pool_size=4, max_overflow=8, connect_args=connect_args)
     _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
     _configure_sqlite(reader, begin="BEGIN")
-    return Database(url, "sqlite", writer, reader)
+    return Database(
+        url, "sqlite", writer, reader, writer_lock=WriterLock(Path(target.database or path))
+    )
 
 
 def _configure_sqlite(engine: Engine, *, begin: str) -> None:

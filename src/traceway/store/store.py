@@ -252,7 +252,8 @@ class Store:
     def _write(self) -> Iterator[Connection]:
         self._check_open()
         lock = self._write_lock if self._serialize_writes else nullcontext()
-        with lock, _translated(), self._db.writer.begin() as conn:
+        writer_lock = self._db.writer_lock or nullcontext()
+        with lock, writer_lock, _translated(), self._db.writer.begin() as conn:
             yield conn
 
     @contextmanager
