@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import openai
 import orjson
 import pytest
 
 from tests.gateway.conftest import RunningGateway
 from tests.gateway.fakes.anthropic_server import API_KEY, FakeAnthropic, Reply
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.providers._openai_format import TranslationError
 from traceway.gateway.providers._sse import DONE, SSEEvent
 from traceway.gateway.providers.anthropic import (
@@ -52,7 +52,7 @@ def send(
     """``provider.send`` on a fresh session; a stream is read to its end."""
 
     async def exchange() -> tuple[UpstreamResponse, list[bytes] | None]:
-        async with aiohttp.ClientSession() as http:
+        async with HttpClient() as http:
             response = await provider.send(http, request)
             if response.stream is None:
                 return response, None

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 
 from tests.gateway.conftest import settings
 from traceway.gateway import Gateway
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.providers.base import (
     Provider,
     UpstreamError,
@@ -137,7 +137,7 @@ class BreaksMidStream(Provider):
     name: ClassVar[str] = "flaky"
     closed: ClassVar[list[bool]] = []
 
-    async def send(self, http: aiohttp.ClientSession, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, http: HttpClient, request: UpstreamRequest) -> UpstreamResponse:
         async def events() -> AsyncIterator[bytes]:
             try:
                 yield b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n'

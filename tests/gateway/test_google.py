@@ -9,13 +9,13 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import aiohttp
 import openai
 import orjson
 import pytest
 
 from tests.gateway.conftest import RunningGateway
 from tests.gateway.fakes.google_server import API_KEY, FakeGemini, Reply, fake_vector
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.providers._openai_format import TranslationError
 from traceway.gateway.providers._sse import DONE, SSEDecoder, SSEEvent
 from traceway.gateway.providers.base import (
@@ -83,7 +83,7 @@ def send(
     """``provider.send`` on a fresh session; a stream is read to its end."""
 
     async def exchange() -> tuple[UpstreamResponse, list[bytes] | None]:
-        async with aiohttp.ClientSession() as http:
+        async with HttpClient() as http:
             response = await provider.send(http, request)
             if response.stream is None:
                 return response, None

@@ -19,19 +19,16 @@ from traceway.gateway.providers.openai import (
 from traceway.gateway.providers.registry import ProviderRegistry
 
 
-class _Content:
+class _Response:
+    """An upstream reply whose body arrives in these pieces."""
+
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks = chunks
+        self.released = 0
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
             yield chunk
-
-
-class _Response:
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.content = _Content(chunks)
-        self.released = 0
 
     def release(self) -> None:
         self.released += 1

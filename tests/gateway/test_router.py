@@ -7,13 +7,13 @@ import random
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import aiohttp
 import pytest
 
 from traceway.gateway.breaker import BreakerBoard
 from traceway.gateway.config import compile_config
 from traceway.gateway.errors import GatewayError
 from traceway.gateway.headers import RequestOptions
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.providers.base import (
     CHAT,
     Provider,
@@ -38,7 +38,7 @@ class Scripted(Provider):
         self.headers = headers or {}
         self.seen: list[UpstreamRequest] = []
 
-    async def send(self, http: aiohttp.ClientSession, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, http: HttpClient, request: UpstreamRequest) -> UpstreamResponse:
         self.seen.append(request)
         step = self.script.pop(0) if self.script else 200
         if isinstance(step, Exception):
@@ -247,9 +247,7 @@ def test_timeouts_and_connection_failures_become_408_and_502() -> None:
     class Slow(Provider):
         name = "slow"
 
-        async def send(
-            self, http: aiohttp.ClientSession, request: UpstreamRequest
-        ) -> UpstreamResponse:
+        async def send(self, http: HttpClient, request: UpstreamRequest) -> UpstreamResponse:
             await asyncio.sleep(5)
             raise AssertionError("not reached")
 

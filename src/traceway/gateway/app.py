@@ -43,6 +43,7 @@ from traceway.gateway.breaker import BreakerBoard
 from traceway.gateway.cache import HAVE_NUMPY, Embedder, LocalEmbedder, openai_embedder
 from traceway.gateway.errors import GatewayError
 from traceway.gateway.headers import RequestOptions, parse_headers, response_headers
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.keys import KeyResolver, presented_gateway_key
 from traceway.gateway.metrics import GatewayMetrics
 from traceway.gateway.policies import Exchange, Policies
@@ -127,7 +128,7 @@ class Gateway:
         router_options: dict[str, Any] = {} if rand is None else {"rand": rand}
         self.router = Router(
             self.providers,
-            http=self._client,
+            http=self._upstream,
             guard=self.guard,
             breakers=self.breakers,
             default_timeout_ms=settings.default_request_timeout_ms,
@@ -148,7 +149,8 @@ class Gateway:
             settings, key_resolver=key_resolver, embedder=embedder, clock=clock
         )
         self.answers = Answerer(self.policies, self._client)
-        self._http: aiohttp.ClientSession | None = None
+        self._http: aiohttp.ClientSession | None = None  # for guardrail webhooks
+        self._upstream_client: HttpClient | None = None  # for providers
         self._models_body: bytes | None = None
 
     @property
@@ -159,10 +161,15 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Create the pooled upstream session (safe to call twice)."""
+        """Create the pooled upstream clients (safe to call twice)."""
         if self._http is not None and not self._http.closed:
             return
         settings = self.settings
+        self._upstream_client = HttpClient(
+            limit_per_host=settings.pool_limit_per_host,
+            connect_timeout_s=settings.connect_timeout_ms / 1000,
+            read_timeout_s=settings.upstream_read_timeout_s,
+        )
         connector = aiohttp.TCPConnector(
             limit=0,
             limit_per_host=settings.pool_limit_per_host,
@@ -187,6 +194,9 @@ class Gateway:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._upstream_client is not None:
+            await self._upstream_client.close()
+            self._upstream_client = None
         await self.policies.close()
         await asyncio.to_thread(self.tracer.shutdown)
 
@@ -194,6 +204,11 @@ class Gateway:
         if self._http is None:
             raise RuntimeError("Gateway.startup() has not run")
         return self._http
+
+    def _upstream(self) -> HttpClient:
+        if self._upstream_client is None:
+            raise RuntimeError("Gateway.startup() has not run")
+        return self._upstream_client
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

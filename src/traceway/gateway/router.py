@@ -25,12 +25,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from traceway.gateway.breaker import BreakerBoard, breaker_key
 from traceway.gateway.config import Group, Leaf, Node, Retry, Route
 from traceway.gateway.errors import GatewayError
 from traceway.gateway.headers import RequestOptions
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.keys import KeyResolver, virtual_key_credentials
 from traceway.gateway.providers.base import (
     Provider,
@@ -126,7 +125,7 @@ class Router:
         self,
         providers: ProviderRegistry,
         *,
-        http: Callable[[], aiohttp.ClientSession],
+        http: Callable[[], HttpClient],
         guard: HostGuard,
         breakers: BreakerBoard | None,
         default_timeout_ms: int | None = None,

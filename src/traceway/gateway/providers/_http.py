@@ -2,7 +2,7 @@
 
 Used by the providers that translate wire formats (Anthropic, Gemini).  Failures of
 the network are translated here, once: a timeout becomes ``UpstreamError(408)``,
-anything else ``aiohttp`` raises becomes ``UpstreamError(502)``.  Once a stream has
+a connection that cannot be made or breaks becomes ``UpstreamError(502)``.  Once a stream has
 started, the same failures can no longer change the status, so they end the stream
 with an OpenAI error event instead.
 """
@@ -13,9 +13,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 
+from traceway.gateway.http_client import HttpClient, HttpConnectionError, HttpReply
 from traceway.gateway.providers._openai_format import error_object
 from traceway.gateway.providers._sse import DONE, SSEDecoder, SSEEvent, encode_data
 from traceway.gateway.providers.base import UpstreamError, UpstreamResponse, error_response
@@ -56,48 +56,46 @@ def bad_gateway(provider: str, message: str) -> UpstreamResponse:
 
 
 async def post(
-    http: aiohttp.ClientSession,
+    http: HttpClient,
     url: str,
     *,
     provider: str,
     headers: Mapping[str, str],
     payload: Any,
     timeout_s: float | None,
-) -> aiohttp.ClientResponse:
-    """POST ``payload`` as JSON; the caller reads (or streams) and releases the answer."""
+) -> HttpReply:
+    """POST ``payload`` as JSON; the caller reads (or streams) and releases the answer.
+
+    ``timeout_s`` is the longest the upstream may stay silent (the router bounds
+    the wait for the answer as a whole).
+    """
     try:
-        if timeout_s is None:
-            return await http.post(
-                url, data=orjson.dumps(payload), headers=headers, allow_redirects=False
-            )
         return await http.post(
-            url,
-            data=orjson.dumps(payload),
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            url, headers=headers, body=orjson.dumps(payload), read_timeout_s=timeout_s
         )
     except TimeoutError as exc:
         raise _timeout(provider, timeout_s) from exc
-    except aiohttp.ClientError as exc:
+    except HttpConnectionError as exc:
         raise _unreachable(provider, exc) from exc
+    except ValueError as exc:
+        raise UpstreamError(
+            400, f"{provider}: unusable upstream URL: {exc}", code="invalid_custom_host"
+        ) from exc
 
 
-async def read(resp: aiohttp.ClientResponse, *, provider: str, timeout_s: float | None) -> bytes:
+async def read(resp: HttpReply, *, provider: str, timeout_s: float | None) -> bytes:
     """The whole body of ``resp``, which is released afterwards."""
     try:
         return await resp.read()
     except TimeoutError as exc:
         raise _timeout(provider, timeout_s) from exc
-    except aiohttp.ClientError as exc:
+    except HttpConnectionError as exc:
         raise _unreachable(provider, exc) from exc
     finally:
         resp.release()
 
 
-async def read_payload(
-    resp: aiohttp.ClientResponse, *, provider: str, timeout_s: float | None
-) -> Any:
+async def read_payload(resp: HttpReply, *, provider: str, timeout_s: float | None) -> Any:
     """The body of ``resp`` parsed as JSON, or as text when it is not JSON."""
     raw = await read(resp, provider=provider, timeout_s=timeout_s)
     try:
@@ -107,7 +105,7 @@ async def read_payload(
 
 
 async def translate_stream(
-    resp: aiohttp.ClientResponse, translator: StreamTranslator, *, provider: str
+    resp: HttpReply, translator: StreamTranslator, *, provider: str
 ) -> AsyncIterator[bytes]:
     """OpenAI SSE events translated from the upstream's event stream in ``resp``.
 
@@ -124,7 +122,7 @@ async def translate_stream(
             except TimeoutError:
                 yield _stream_error(f"{provider}: the stream timed out", "timeout")
                 return
-            except aiohttp.ClientError as exc:
+            except HttpConnectionError as exc:
                 message = f"{provider}: the stream broke off ({type(exc).__name__})"
                 yield _stream_error(message, "upstream_unreachable")
                 return
@@ -138,10 +136,10 @@ async def translate_stream(
 
 
 async def _translated(
-    resp: aiohttp.ClientResponse, translator: StreamTranslator
+    resp: HttpReply, translator: StreamTranslator
 ) -> AsyncGenerator[dict[str, Any], None]:
     decoder = SSEDecoder()
-    async for piece in resp.content.iter_any():
+    async for piece in resp.iter_chunks():
         for event in decoder.feed(piece):
             for obj in translator.feed(event):
                 yield obj
@@ -161,7 +159,7 @@ def _timeout(provider: str, timeout_s: float | None) -> UpstreamError:
     return UpstreamError(408, f"{provider}: no answer from upstream{after}", code="timeout")
 
 
-def _unreachable(provider: str, exc: aiohttp.ClientError) -> UpstreamError:
+def _unreachable(provider: str, exc: HttpConnectionError) -> UpstreamError:
     # The exception's text names host and port, never the request's headers.
     return UpstreamError(
         502, f"{provider}: cannot reach upstream: {exc}", code="upstream_unreachable"

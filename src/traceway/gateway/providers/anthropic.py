@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.providers._anthropic_response import (
     AnthropicStreamTranslator,
     anthropic_error_to_openai,
@@ -271,7 +271,7 @@ class AnthropicProvider(Provider):
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
 
-    async def send(self, http: aiohttp.ClientSession, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, http: HttpClient, request: UpstreamRequest) -> UpstreamResponse:
         if request.endpoint != CHAT:
             return unsupported_endpoint(self.name, request.endpoint)
         try:

@@ -1,8 +1,9 @@
 """The one interface every provider implements.
 
 A provider turns an OpenAI-format request into its own wire format, sends it with
-the gateway's pooled ``aiohttp`` session, and turns the answer back into OpenAI's
-format: JSON bytes for a plain response, OpenAI SSE events for a stream.  Errors
+the gateway's pooled HTTP client (:mod:`traceway.gateway.http_client`), and turns
+the answer back into OpenAI's format: JSON bytes for a plain response, OpenAI SSE
+events for a stream.  Errors
 from the upstream come back as an :class:`UpstreamResponse` whose body is OpenAI
 error JSON; failures to reach it raise :class:`UpstreamError`.
 """
@@ -14,8 +15,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
+
+from traceway.gateway.http_client import HttpClient
 
 __all__ = [
     "Provider",
@@ -87,9 +89,7 @@ class Provider(ABC):
     local: ClassVar[bool] = False
 
     @abstractmethod
-    async def send(
-        self, http: aiohttp.ClientSession, request: UpstreamRequest
-    ) -> UpstreamResponse: ...
+    async def send(self, http: HttpClient, request: UpstreamRequest) -> UpstreamResponse: ...
 
 
 _ERROR_TYPES: dict[int, str] = {

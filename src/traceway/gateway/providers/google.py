@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiohttp
 import orjson
 
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.providers._gemini_schema import gemini_schema
 from traceway.gateway.providers._google_response import (
     SIGNATURE_MARK,
@@ -325,7 +325,7 @@ class GoogleProvider(Provider):
         self._clock = clock
         self._new_id = new_id
 
-    async def send(self, http: aiohttp.ClientSession, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, http: HttpClient, request: UpstreamRequest) -> UpstreamResponse:
         try:
             if request.endpoint == CHAT:
                 payload = to_gemini_request(request.body)

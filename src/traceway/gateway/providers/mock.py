@@ -26,9 +26,9 @@ from array import array
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
+from traceway.gateway.http_client import HttpClient
 from traceway.gateway.providers.base import (
     CHAT,
     COMPLETIONS,
@@ -122,7 +122,7 @@ class MockProvider(Provider):
         self._ids = ids
         self._sleep = sleep
 
-    async def send(self, http: aiohttp.ClientSession, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, http: HttpClient, request: UpstreamRequest) -> UpstreamResponse:
         model = request.model or "mock"
         base, latency_ms = parse_mock_model(model)
         latency_ms = _int_option(request.provider_options, "mock_latency_ms") or latency_ms

@@ -10,14 +10,12 @@ auth header.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 
+from traceway.gateway.http_client import HttpClient, HttpConnectionError, HttpReply
 from traceway.gateway.providers.base import (
     Provider,
     UpstreamError,
@@ -42,12 +40,6 @@ __all__ = [
 _MAX_ERROR_TEXT = 2_000
 
 
-@lru_cache(maxsize=64)
-def _timeout(read_s: float | None) -> aiohttp.ClientTimeout:
-    # The router bounds the wait for the answer; this bounds a stalled stream.
-    return aiohttp.ClientTimeout(total=None, sock_read=read_s)
-
-
 def as_openai_error(status: int, body: bytes) -> bytes:
     """``body`` if it is already OpenAI error JSON, else that text wrapped in one."""
     try:
@@ -69,9 +61,9 @@ class SSEStream:
 
     __slots__ = ("_buffer", "_chunks", "_response")
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: HttpReply) -> None:
         self._response = response
-        self._chunks = response.content.iter_any()
+        self._chunks: AsyncIterator[bytes] = response.iter_chunks()
         self._buffer = b""
 
     def __aiter__(self) -> SSEStream:
@@ -87,7 +79,7 @@ class SSEStream:
                 if rest.strip():
                     return rest if rest.endswith(b"\n\n") else rest + b"\n\n"
                 raise
-            except aiohttp.ClientError as exc:
+            except HttpConnectionError as exc:
                 await self.aclose()
                 raise UpstreamError(502, f"upstream stream broke: {exc}") from exc
             data = self._buffer + chunk if self._buffer else chunk
@@ -138,25 +130,23 @@ class OpenAIProvider(Provider):
             headers.update(request.extra_headers)
         return headers
 
-    async def send(self, http: aiohttp.ClientSession, request: UpstreamRequest) -> UpstreamResponse:
+    async def send(self, http: HttpClient, request: UpstreamRequest) -> UpstreamResponse:
         url = self.url(request)
         data = orjson.dumps(request.body)
         headers = self.headers(request)
         try:
-            if request.timeout_s:
-                response = await http.post(
-                    url, data=data, headers=headers, timeout=_timeout(request.timeout_s)
-                )
-            else:  # the session's read timeout applies
-                response = await http.post(url, data=data, headers=headers)
+            # The router bounds the wait for the answer; the read timeout, a stalled stream.
+            response = await http.post(
+                url, headers=headers, body=data, read_timeout_s=request.timeout_s or None
+            )
         except TimeoutError as exc:
             raise UpstreamError(408, f"upstream did not answer in time: {url}") from exc
-        except aiohttp.ClientError as exc:
+        except HttpConnectionError as exc:
             raise UpstreamError(
                 502, f"upstream unreachable: {exc}", code="upstream_unreachable"
             ) from exc
         except ValueError as exc:
-            # aiohttp refuses some URLs outright (e.g. credentials next to an auth header).
+            # A URL or header that cannot be sent (credentials in the URL, line breaks).
             raise UpstreamError(
                 400, f"unusable upstream URL: {exc}", code="invalid_custom_host"
             ) from exc
@@ -165,12 +155,10 @@ class OpenAIProvider(Provider):
             return UpstreamResponse(status, response.headers, stream=SSEStream(response))
         try:
             body = await response.read()
-        except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+        except HttpConnectionError as exc:
             raise UpstreamError(502, f"upstream answer broke off: {exc}") from exc
         except TimeoutError as exc:
             raise UpstreamError(408, f"upstream did not finish its answer in time: {url}") from exc
-        finally:
-            response.release()
         if status >= 400:
             body = as_openai_error(status, body)
         return UpstreamResponse(status, response.headers, body)
