@@ -120,11 +120,21 @@ class Answerer:
         exchange: Exchange,
         headers: list[tuple[bytes, bytes]],
     ) -> None:
-        """Send a complete answer."""
+        """Send a complete answer.
+
+        Without policies that act on the answer, it goes out first and the
+        bookkeeping (usage, cost, spans, metrics) follows: the caller does not wait
+        for it.
+        """
         response = outcome.response
         status, body = response.status, response.body
         attempt = outcome.attempt
         span = call.span
+        guarded = call.route.guardrails is not None
+        settle = guarded or exchange.lookup is not None or bool(exchange.subjects)
+        arrived_ns = span.now()
+        if not settle:
+            await send_json(send, status, body, headers)
         usage: Any = None
         cost = None
         parsed: Any = None
@@ -139,11 +149,10 @@ class Answerer:
                 usage = answer_usage(body)
                 if usage is not None:
                     cost = self._cost(outcome, usage, None)
-            attempt.end(response, result=parsed, cost_usd=cost)
-        guarded = call.route.guardrails is not None
-        if guarded or exchange.lookup is not None or exchange.subjects:
+            attempt.end(response, result=parsed, cost_usd=cost, ended_ns=arrived_ns)
+        if settle:
             status, body = await self._settle_json(call, outcome, exchange, parsed, usage, cost)
-        await send_json(send, status, body, headers)
+            await send_json(send, status, body, headers)
         span.end(
             status=status,
             body=body,

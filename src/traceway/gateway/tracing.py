@@ -124,9 +124,17 @@ class AttemptSpan:
     __slots__ = ()
 
     def end(
-        self, response: UpstreamResponse, *, result: Any = None, cost_usd: float | None = None
+        self,
+        response: UpstreamResponse,
+        *,
+        result: Any = None,
+        cost_usd: float | None = None,
+        ended_ns: int = 0,
     ) -> None:
         """End with a complete (non-streaming or error) response.
+
+        ``ended_ns`` is when the answer arrived (:meth:`RequestSpan.now`), when the
+        span is ended later than that; 0 means now.
 
         ``result`` is the answer already parsed (it is parsed here otherwise);
         ``cost_usd`` what the call cost.
@@ -249,9 +257,11 @@ class _LiveAttempt(AttemptSpan):
         self._clock = clock
         self._started = started_ns
 
-    def _finish(self, status: int, attributes: dict[str, Any], error: str | None) -> None:
+    def _finish(
+        self, status: int, attributes: dict[str, Any], error: str | None, ended_ns: int = 0
+    ) -> None:
         span = self._span
-        now = self._clock()
+        now = ended_ns or self._clock()
         attributes[HTTP_STATUS] = status
         attributes[LATENCY_MS] = (now - self._started) / 1_000_000
         span.set_attributes(attributes)
@@ -263,7 +273,12 @@ class _LiveAttempt(AttemptSpan):
 
     @_telemetry(_nothing)
     def end(
-        self, response: UpstreamResponse, *, result: Any = None, cost_usd: float | None = None
+        self,
+        response: UpstreamResponse,
+        *,
+        result: Any = None,
+        cost_usd: float | None = None,
+        ended_ns: int = 0,
     ) -> None:
         if result is None:
             result = parse_body(response.body)
@@ -271,12 +286,12 @@ class _LiveAttempt(AttemptSpan):
             attributes = response_attributes(result)
             if cost_usd is not None:
                 attributes[semconv.COST_USD] = cost_usd
-            self._finish(response.status, attributes, None)
+            self._finish(response.status, attributes, None, ended_ns)
             return
         # A failed attempt's answer appears nowhere else: keep it.
         if response.body:
             self._span.set_outputs(orjson.Fragment(response.body))
-        self._finish(response.status, {}, error_message(result, response.status))
+        self._finish(response.status, {}, error_message(result, response.status), ended_ns)
 
     @_telemetry(_nothing)
     def end_stream(
