@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,26 +10,18 @@ import pytest
 import redis
 
 from tests.gateway.test_cache import SEMANTIC, TableEmbedder, answer, chat
+from tests.support.redis_keys import REDIS_URL, own_prefix
 from traceway.gateway.cache import CachePolicy, RedisBackend, ResponseCache
 from traceway.gateway.providers.base import CHAT
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("TRACEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
     """A key prefix of this test's own; every key under it is deleted afterwards."""
-    prefix = f"traceway:cache:test-{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with own_prefix("traceway:cache:test-") as prefix:
+        yield prefix
 
 
 def replica(prefix: str, embedder: Any = None, **options: Any) -> ResponseCache:

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
-import redis
 
 from tests.gateway.conftest import RunningGateway, settings
 from tests.gateway.fakes.openai_server import FakeOpenAI, Reply
+from tests.support.redis_keys import REDIS_URL, own_prefix
 from traceway.tracing.span import FinishedSpan
 
-REDIS_URL = os.environ.get("TRACEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
@@ -240,15 +237,8 @@ def test_the_semantic_cache_can_embed_through_a_gateway_route(
 @pytest.fixture
 def prefix() -> Iterator[str]:
     """A Redis key prefix of this test's own, deleted afterwards."""
-    value = f"traceway-test:{uuid.uuid4().hex}:"
-    yield value
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=value + "*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with own_prefix() as value:
+        yield value
 
 
 @pytest.mark.redis

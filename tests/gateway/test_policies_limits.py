@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
-import redis
 
 from tests.gateway.conftest import RunningGateway, settings
 from tests.gateway.fakes.openai_server import FakeOpenAI
+from tests.support.redis_keys import REDIS_URL, own_prefix
 from traceway.gateway.keys import GatewayKeyInfo, StaticKeyResolver, display_prefix
 from traceway.gateway.limits import LimitPolicy
 
-REDIS_URL = os.environ.get("TRACEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MESSAGES = [{"role": "user", "content": "count me"}]
 #: One US dollar per token: the fake answers with 5 + 4 tokens, so a call costs 9 USD.
 DOLLAR_A_TOKEN = {"openai": {"gpt-4o": {"input": 1_000_000, "output": 1_000_000}}}
@@ -139,15 +136,8 @@ def test_limits_per_gateway_key(start_gateway: Callable[..., RunningGateway]) ->
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    value = f"traceway-test:{uuid.uuid4().hex}:"
-    yield value
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=value + "*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with own_prefix() as value:
+        yield value
 
 
 @pytest.mark.redis

@@ -34,12 +34,6 @@ def loopback_upstreams() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as upstream:
-        yield upstream
-
-
 def client(server: RunningServer, config: dict[str, Any], **headers: str) -> openai.OpenAI:
     return openai.OpenAI(
         base_url=f"{server.url}/v1",

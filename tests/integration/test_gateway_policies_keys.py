@@ -33,12 +33,6 @@ def server_environment() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as upstream:
-        yield upstream
-
-
 def create_key(server: RunningServer, **scopes: Any) -> dict[str, Any]:
     response = server.http.post("/api/keys", json={"name": f"ci-{uuid.uuid4().hex[:6]}", **scopes})
     assert response.status_code == 201, response.text

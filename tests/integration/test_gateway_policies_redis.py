@@ -22,14 +22,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import redis
 
 from tests.gateway.fakes.openai_server import FakeOpenAI
+from tests.support.redis_keys import REDIS_URL, own_prefix
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("TRACEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parents[2]
 #: One US dollar per token: the fake answers with 5 + 4 tokens, so a call costs 9 USD.
 BUDGET_USD = 20
@@ -109,32 +108,25 @@ def upstream() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture(scope="module")
 def replicas(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
-    prefix = f"traceway-test:{uuid.uuid4().hex}:"
     folder = tmp_path_factory.mktemp("replicas")
-    config = settings_file(folder / "gateway.json", upstream, prefix)
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        urls = []
-        for replica in range(2):
-            process, url = start(config, folder / f"gateway-{replica}.log")
-            processes.append(process)
-            urls.append(url)
-        yield Replicas(urls, upstream)
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        client = redis.Redis.from_url(REDIS_URL)
+    with own_prefix() as prefix:
+        config = settings_file(folder / "gateway.json", upstream, prefix)
+        processes: list[subprocess.Popen[bytes]] = []
         try:
-            keys = list(client.scan_iter(match=prefix + "*"))
-            if keys:
-                client.delete(*keys)
+            urls = []
+            for replica in range(2):
+                process, url = start(config, folder / f"gateway-{replica}.log")
+                processes.append(process)
+                urls.append(url)
+            yield Replicas(urls, upstream)
         finally:
-            client.close()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
 def ask(client: openai.OpenAI, question: str, **options: Any) -> Any:
