@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests.gateway.conftest import RunningGateway
 from tests.gateway.fakes.anthropic_server import API_KEY, FakeAnthropic, Reply
-from traceway.gateway.http_client import HttpClient
+from tests.gateway.provider_calls import payloads, send
 from traceway.gateway.providers._openai_format import TranslationError
 from traceway.gateway.providers._sse import DONE, SSEEvent
 from traceway.gateway.providers.anthropic import (
@@ -27,7 +26,6 @@ from traceway.gateway.providers.base import (
     EMBEDDINGS,
     UpstreamError,
     UpstreamRequest,
-    UpstreamResponse,
 )
 
 NOW = 1_700_000_000
@@ -44,27 +42,6 @@ WEATHER_TOOL = {
         },
     },
 }
-
-
-def send(
-    provider: AnthropicProvider, request: UpstreamRequest
-) -> tuple[UpstreamResponse, list[bytes] | None]:
-    """``provider.send`` on a fresh session; a stream is read to its end."""
-
-    async def exchange() -> tuple[UpstreamResponse, list[bytes] | None]:
-        async with HttpClient() as http:
-            response = await provider.send(http, request)
-            if response.stream is None:
-                return response, None
-            return response, [event async for event in response.stream]
-
-    return asyncio.run(exchange())
-
-
-def payloads(events: list[bytes]) -> list[Any]:
-    """The JSON of each OpenAI SSE event, checking the framing on the way."""
-    assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in events)
-    return [orjson.loads(e[6:-2]) for e in events if e != DONE]
 
 
 @pytest.fixture(scope="module")

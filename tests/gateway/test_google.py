@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import struct
@@ -15,7 +14,7 @@ import pytest
 
 from tests.gateway.conftest import RunningGateway
 from tests.gateway.fakes.google_server import API_KEY, FakeGemini, Reply, fake_vector
-from traceway.gateway.http_client import HttpClient
+from tests.gateway.provider_calls import payloads, send
 from traceway.gateway.providers._openai_format import TranslationError
 from traceway.gateway.providers._sse import DONE, SSEDecoder, SSEEvent
 from traceway.gateway.providers.base import (
@@ -24,7 +23,6 @@ from traceway.gateway.providers.base import (
     EMBEDDINGS,
     UpstreamError,
     UpstreamRequest,
-    UpstreamResponse,
 )
 from traceway.gateway.providers.google import (
     GeminiStreamTranslator,
@@ -75,27 +73,6 @@ WEATHER_DECLARATION = {
 def counter_ids() -> Callable[[str], str]:
     numbers = itertools.count(1)
     return lambda prefix: f"{prefix}{next(numbers)}"
-
-
-def send(
-    provider: GoogleProvider, request: UpstreamRequest
-) -> tuple[UpstreamResponse, list[bytes] | None]:
-    """``provider.send`` on a fresh session; a stream is read to its end."""
-
-    async def exchange() -> tuple[UpstreamResponse, list[bytes] | None]:
-        async with HttpClient() as http:
-            response = await provider.send(http, request)
-            if response.stream is None:
-                return response, None
-            return response, [event async for event in response.stream]
-
-    return asyncio.run(exchange())
-
-
-def payloads(events: list[bytes]) -> list[Any]:
-    """The JSON of each OpenAI SSE event, checking the framing on the way."""
-    assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in events)
-    return [orjson.loads(e[6:-2]) for e in events if e != DONE]
 
 
 @pytest.fixture(scope="module")
