@@ -38,6 +38,7 @@ __all__ = [
     "UrlGuard",
     "check_text",
     "excerpt",
+    "matches_operator",
     "request_type",
     "rewrite_texts",
 ]
@@ -127,6 +128,15 @@ class CheckOutcome:
 
 
 CheckFn = Callable[[CheckContext, Mapping[str, Any]], Awaitable[CheckOutcome]]
+
+
+def matches_operator(operator: str, found: list[Any], missing: list[Any]) -> bool:
+    """Portkey's ``any`` / ``all`` / ``none``: which of the wanted items must be present."""
+    if operator == "any":
+        return bool(found)
+    if operator == "all":
+        return not missing
+    return not found
 
 
 def excerpt(text: str | None) -> str:

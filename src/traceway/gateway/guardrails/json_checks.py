@@ -23,7 +23,13 @@ from typing import Any
 import jsonschema
 import orjson
 
-from traceway.gateway.guardrails.context import CheckContext, CheckError, CheckOutcome, excerpt
+from traceway.gateway.guardrails.context import (
+    CheckContext,
+    CheckError,
+    CheckOutcome,
+    excerpt,
+    matches_operator,
+)
 
 __all__ = ["extract_json", "json_keys", "json_schema"]
 
@@ -171,10 +177,10 @@ async def json_keys(ctx: CheckContext, params: Mapping[str, Any]) -> CheckOutcom
                 "textExcerpt": excerpt(text),
             },
         )
-    assert isinstance(keys, list)
+    assert isinstance(keys, list) and isinstance(operator, str)
     objects = [v for v in extract_json(text, prose_too=True) if isinstance(v, dict)]
     if not objects:
-        data = {
+        data: dict[str, Any] = {
             "explanation": "No valid JSON found in the text.",
             "requiredKeys": keys,
             "operator": operator,
@@ -185,12 +191,7 @@ async def json_keys(ctx: CheckContext, params: Mapping[str, Any]) -> CheckOutcom
     for obj in objects:
         present = [k for k in keys if k in obj]
         missing = [k for k in keys if k not in obj]
-        if operator == "any":
-            verdict = bool(present)
-        elif operator == "all":
-            verdict = not missing
-        else:
-            verdict = not present
+        verdict = matches_operator(operator, present, missing)
         if verdict or len(present) > len(best[1]):
             best = (obj, present, missing, verdict)
         if verdict:
@@ -199,7 +200,7 @@ async def json_keys(ctx: CheckContext, params: Mapping[str, Any]) -> CheckOutcom
     data = {
         "matchedJson": matched,
         "verdict": verdict,
-        "explanation": _keys_explanation(str(operator), present, missing, verdict),
+        "explanation": _keys_explanation(operator, present, missing, verdict),
         "presentKeys": present,
         "missingKeys": missing,
         "operator": operator,

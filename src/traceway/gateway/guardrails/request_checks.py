@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from traceway.gateway.guardrails.context import BEFORE, CheckContext, CheckError, CheckOutcome
+from traceway.gateway.guardrails.context import (
+    BEFORE,
+    CheckContext,
+    CheckError,
+    CheckOutcome,
+    matches_operator,
+)
 
 __all__ = ["model_whitelist", "required_metadata_keys"]
 
@@ -120,12 +126,7 @@ async def required_metadata_keys(ctx: CheckContext, params: Mapping[str, Any]) -
         return _unjudged("operator must be one of: all, any, none")
     found = [k for k in keys if k in ctx.metadata]
     missing = [k for k in keys if k not in ctx.metadata]
-    if operator == "any":
-        verdict = bool(found)
-    elif operator == "all":
-        verdict = not missing
-    else:
-        verdict = not found
+    verdict = matches_operator(operator, found, missing)
     outcome = "passed" if verdict else "failed"
     data = {
         "explanation": f"Check {outcome} for '{operator}' metadata keys. "

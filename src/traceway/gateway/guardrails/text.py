@@ -34,7 +34,13 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from traceway.gateway.guardrails.context import CheckContext, CheckError, CheckOutcome, excerpt
+from traceway.gateway.guardrails.context import (
+    CheckContext,
+    CheckError,
+    CheckOutcome,
+    excerpt,
+    matches_operator,
+)
 
 __all__ = [
     "character_count",
@@ -161,12 +167,7 @@ async def contains(ctx: CheckContext, params: Mapping[str, Any]) -> CheckOutcome
     text = ctx.text
     found = [w for w in words if w in text]
     missing = [w for w in words if w not in text]
-    if operator == "any":
-        verdict = bool(found)
-    elif operator == "all":
-        verdict = not missing
-    else:
-        verdict = not found
+    verdict = matches_operator(operator, found, missing)
     outcome = "passed" if verdict else "failed"
     data = {
         "explanation": f"Check {outcome} for '{operator}' words. "
