@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Final, cast
@@ -120,7 +119,7 @@ class _Connection(asyncio.Protocol):
 
     def _reset(self) -> None:
         self._headers: dict[str, str] = {}
-        self._body: deque[bytes] = deque()
+        self._body: list[bytes] = []
         self._buffered = 0
         self._paused = False
         self._chunked_or_sized = False
@@ -190,12 +189,6 @@ class _Connection(asyncio.Protocol):
         reason = f": {exc}" if exc else ""
         self._fail(HttpConnectionError(f"the upstream closed the connection{reason}"))
 
-    def pause_writing(self) -> None:  # the request bodies are small; nothing to pause
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # -- httptools callbacks ----------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -259,35 +252,35 @@ class _Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.closed
 
-    async def next_chunk(self) -> bytes | None:
-        """The next piece of the body, or ``None`` at its end."""
-        while True:
-            body = self._body
-            if body:
-                chunk = body[0] if len(body) == 1 else b"".join(body)
-                body.clear()
-                self._buffered = 0
-                if self._paused and self.transport is not None and not self.closed:
-                    self._paused = False
-                    self.transport.resume_reading()
-                return chunk
-            if self.complete:
-                return None
-            if self._failure is not None:
-                raise self._failure
-            self._reading = self._loop.create_future()
-            await self._reading
-
-    async def read_all(self) -> bytes:
-        while not self.complete:
-            if self._failure is not None:
-                raise self._failure
-            self._reading = self._loop.create_future()
-            await self._reading
+    def _take_body(self) -> bytes:
         body = self._body
         data = body[0] if len(body) == 1 else b"".join(body)
         body.clear()
+        self._buffered = 0
         return data
+
+    async def _more(self) -> None:
+        """Wait for the next piece of the answer (or its end, or a failure)."""
+        if self._failure is not None:
+            raise self._failure
+        self._reading = self._loop.create_future()
+        await self._reading
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body, or ``None`` at its end."""
+        while not self._body:
+            if self.complete:
+                return None
+            await self._more()
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+        return self._take_body()
+
+    async def read_all(self) -> bytes:
+        while not self.complete:
+            await self._more()
+        return self._take_body()
 
     def close(self) -> None:
         self.closed = True
